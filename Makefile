@@ -1,0 +1,49 @@
+# GradAttn companion. `make paper` and `make test` each install first on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PIN := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test paper html lab clean data models
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+# Notebook site (docs/notebooks.md). PROFILE=quick runs offline on the embedded sample data on CPU;
+# PROFILE=paper runs the paper's protocol on every dataset present under DATA_ROOT (GPU expected).
+PROFILE ?= quick
+DATA_ROOT ?=
+DEVICE ?= auto
+DATASETS ?=
+# nbval re-executes the committed notebooks; they write their quick runs here, not into outputs/runs.
+NBVAL_OUTPUTS ?= $(CURDIR)/outputs/nbval
+NBVAL := GRADATTN_OUTPUTS=$(NBVAL_OUTPUTS) $(PY) -m pytest -q --nbval-lax --nbval-current-env \
+	--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider notebooks/
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+	$(NBVAL)
+
+models: $(STAMP)
+	$(PY) -m gradattn models
+
+paper: $(STAMP)
+	$(PY) -m gradattn.report paper --profile $(PROFILE) --device $(DEVICE) \
+		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(DATASETS),--datasets $(DATASETS))
+
+html: $(STAMP)
+	$(PY) -m gradattn.report html
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab --notebook-dir=notebooks
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,99 @@
+"""Seed statistics: mean, standard deviation and 95 % Student-t confidence intervals, plain and paired.
+
+The paper ran one seed per configuration (SPEC 7.8); these helpers are what turns our several seeds into
+statements with error bars. Pure Python/numpy so they run anywhere; pandas only in `summarize`.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Two-sided 95 % Student-t critical values t_{0.975, df} for df = 1..30 (mathematical constants).
+_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
+         2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
+         2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272)
+
+
+def t_critical(df: int) -> float:
+    """t_{0.975, df}; beyond df=30 the normal 1.96 is within 2 % and is used."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    return _T975[df - 1] if df <= len(_T975) else 1.959964
+
+
+def mean_ci(values, confidence_level: float = 0.95) -> dict:
+    """n, mean, sample std and the 95 % t-interval of the mean. With one value the interval is undefined (NaN)."""
+    if confidence_level != 0.95:
+        raise ValueError("only 95 % intervals are supported")
+    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    n = int(x.size)
+    if n == 0:
+        raise ValueError("mean_ci needs at least one finite value")
+    mean = float(x.mean())
+    if n == 1:
+        return {"n": 1, "mean": mean, "std": math.nan, "ci_low": math.nan, "ci_high": math.nan, "half_width": math.nan}
+    std = float(x.std(ddof=1))
+    half = t_critical(n - 1) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half, "half_width": half}
+
+
+def paired_difference(values, baseline, seeds=None, baseline_seeds=None) -> dict:
+    """Mean of (values - baseline) over matched seeds, with its 95 % t-interval.
+
+    Pairing by seed removes the variance the two models share (same split, same data order), which is the
+    fair way to ask whether a model beats the baseline. When seeds are given, only seeds present in both are used.
+    """
+    if seeds is not None or baseline_seeds is not None:
+        if seeds is None or baseline_seeds is None:
+            raise ValueError("give seeds for both sides, or for neither")
+        base = dict(zip(baseline_seeds, baseline))
+        pairs = [(v, base[s]) for s, v in zip(seeds, values) if s in base]
+    else:
+        if len(values) != len(baseline):
+            raise ValueError(f"paired values need equal lengths, got {len(values)} and {len(baseline)}")
+        pairs = list(zip(values, baseline))
+    if not pairs:
+        raise ValueError("no matched seeds between the two sides")
+    out = mean_ci([a - b for a, b in pairs])
+    out["excludes_zero"] = bool(out["n"] > 1 and (out["ci_low"] > 0 or out["ci_high"] < 0))
+    return out
+
+
+def sampling_se(accuracy_percent: float, n_test: int) -> float:
+    """Binomial standard error (in points) of one test accuracy measured on n_test images (SPEC 7.8)."""
+    p = accuracy_percent / 100.0
+    return 100.0 * math.sqrt(p * (1 - p) / n_test)
+
+
+def summarize(df, by=("dataset", "model", "protocol"), value: str = "top1"):
+    """Group a tidy results DataFrame and give n, mean, std, ci_low, ci_high of `value` per group."""
+    import pandas as pd
+
+    by = [c for c in by if c in df.columns]
+    rows = []
+    for key, group in df.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        rows.append({**dict(zip(by, key)), **mean_ci(group[value].tolist())})
+    return pd.DataFrame(rows)
+
+
+def paired_vs_baseline(df, baseline: str = "resnet18", by=("dataset", "protocol"), value: str = "top1"):
+    """Paired difference (model - baseline) per group, matched on seed, for every non-baseline model."""
+    import pandas as pd
+
+    by = [c for c in by if c in df.columns]
+    rows = []
+    for key, group in df.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        base = group[group["model"] == baseline]
+        if base.empty:
+            continue
+        for model, runs in group[group["model"] != baseline].groupby("model"):
+            try:
+                diff = paired_difference(runs[value].tolist(), base[value].tolist(),
+                                         runs["seed"].tolist(), base["seed"].tolist())
+            except ValueError:
+                continue
+            rows.append({**dict(zip(by, key)), "model": model, "baseline": baseline, **diff})
+    return pd.DataFrame(rows)
