@@ -1,0 +1,236 @@
+"""Command line: ``python -m gradattn {models,data,train,sweep,export}`` (also installed as ``gradattn``).
+
+    python -m gradattn models --num-classes 10 --in-chans 1
+    python -m gradattn data status --data-root data
+    python -m gradattn train --dataset fashionmnist --model gradattn_lpe --protocol corrected --seed 0
+    python -m gradattn train --dataset fashionmnist --model resnet18 --sample --epochs 3
+    python -m gradattn sweep --profile quick
+    python -m gradattn sweep --datasets svhn,pcam --models resnet18,gradattn_lpe --seeds 42,43,44
+    python -m gradattn export
+
+A wrong name (dataset, model, protocol, ...) or an absent dataset prints one line on stderr and exits
+with code 2; a diverged run (NaN loss) exits with code 1 and keeps its last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gradattn.train import PIPELINES, PROTOCOLS, STEMS, ConfigError, NonFiniteLossError, TrainConfig
+
+USAGE_ERROR = 2
+
+
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _model_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r} (e.g. d_model=32)")
+    for convert in (int, float):
+        try:
+            return key, convert(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `train` and `sweep`; None means "the default" (TrainConfig or the profile)."""
+    defaults = TrainConfig()
+    group = parser.add_argument_group("training settings (defaults: the authors' protocol, SPEC 3)")
+    group.add_argument("--epochs", type=int, help=f"maximum epochs (default {defaults.epochs})")
+    group.add_argument("--batch-size", type=int, help="batch size (default: the dataset's paper value, 128 "
+                       "or 64 for PAD-UFES-20)")
+    group.add_argument("--lr", type=float, help=f"Adam learning rate (default {defaults.lr})")
+    group.add_argument("--weight-decay", type=float, help=f"coupled L2 (default {defaults.weight_decay})")
+    group.add_argument("--lr-factor", type=float, help=f"plateau lr factor (default {defaults.lr_factor})")
+    group.add_argument("--lr-patience", type=int, help=f"plateau patience in epochs (default "
+                       f"{defaults.lr_patience})")
+    group.add_argument("--min-lr", type=float, help=f"lr floor (default {defaults.min_lr})")
+    group.add_argument("--patience", type=int, dest="early_stopping_patience",
+                       help=f"early-stopping patience in epochs on val accuracy (default "
+                            f"{defaults.early_stopping_patience})")
+    group.add_argument("--paper-defects", action=argparse.BooleanOptionalAction, default=None,
+                       help="reproduce the authors' defects (shallow-copy best-weight restore, SPEC 7.2; "
+                            "double-normalised training images, SPEC 7.1). Default: on for protocol "
+                            "paper, off for corrected")
+    group.add_argument("--pipeline", help=f"data pipeline: {' or '.join(PIPELINES)} (default "
+                       f"{defaults.pipeline}: device-resident tensors; torch: the authors' DataLoader)")
+    group.add_argument("--sample", action="store_true", default=None,
+                       help="use the small embedded sample instead of the full dataset")
+    group.add_argument("--max-train-samples", type=int, help="train on the first N training images only")
+    group.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
+                       help="extra build_model option, repeatable (e.g. d_model=32)")
+    group.add_argument("--gradflow-batches", type=int, help=f"test batches for the gradient-flow "
+                       f"analysis, 0 skips it (default {defaults.gradflow_batches})")
+    group.add_argument("--grad-sample-every", type=int, help="record parameter-gradient norms every N "
+                       "training steps into the run's gradnorms.csv (default 0: off)")
+    group.add_argument("--split-seed", type=int, help=f"data split seed (default {defaults.split_seed})")
+    group.add_argument("--device", help="auto (default), cpu, cuda or cuda:<index>")
+    group.add_argument("--deterministic", action="store_true", default=None,
+                       help="deterministic kernels (slower)")
+    group.add_argument("--num-workers", type=int, help=f"DataLoader workers for --pipeline torch "
+                       f"(default {defaults.num_workers})")
+    group.add_argument("--data-root", help="folder holding the datasets (default: see `data status`)")
+    group.add_argument("--download", action="store_true", default=None,
+                       help="download an absent dataset (needs network access)")
+    group.add_argument("--out", dest="out_dir", help=f"output folder for runs/ and results.csv "
+                       f"(default {defaults.out_dir})")
+    group.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                       help="no progress bars")
+
+
+_TRAINING_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "lr_patience", "min_lr",
+                    "early_stopping_patience", "paper_defects", "pipeline", "sample", "max_train_samples",
+                    "gradflow_batches", "grad_sample_every", "split_seed", "device", "deterministic", "num_workers", "data_root",
+                    "download", "out_dir", "progress")
+
+
+def _overrides(args) -> dict:
+    settings = {name: getattr(args, name) for name in _TRAINING_FIELDS if getattr(args, name) is not None}
+    if args.model_option:
+        settings["model_options"] = dict(args.model_option)
+    return settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gradattn", description="GradAttn companion: models, data, training, sweeps.",
+        epilog="Run `python -m gradattn <command> --help` for a command's options.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    models = commands.add_parser("models", help="table of every registered model and its parameters")
+    models.add_argument("--num-classes", type=int, default=10, help="classes of the head (default 10)")
+    models.add_argument("--in-chans", type=int, default=3, help="input channels (default 3)")
+
+    data = commands.add_parser("data", help="dataset status and preparation")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="action")
+    status = data_commands.add_parser("status", help="which datasets are present, and where to put the rest")
+    status.add_argument("--data-root", help="folder holding the datasets")
+    prepare = data_commands.add_parser("prepare", help="convert/download datasets into the canonical format")
+    prepare.add_argument("--data-root", help="folder holding the datasets")
+    prepare.add_argument("--shared", action="store_true", help="also look in the shared dataset folders")
+
+    train = commands.add_parser(
+        "train", help="train, test and analyse one configuration",
+        description="Train one model on one dataset, restore the early-stopping weights, evaluate on "
+                    "the test split, analyse gradient flow, and write outputs/runs/<dataset>/<model-tag>/"
+                    "<protocol>/seed<k>/ plus a row of outputs/results.csv. A finished run is skipped; an "
+                    "interrupted one resumes from its checkpoint.")
+    train.add_argument("--dataset", default="fashionmnist", help="dataset name (see `data status`)")
+    train.add_argument("--model", default="gradattn_lpe", help="model name (see `models`)")
+    train.add_argument("--protocol", default="corrected",
+                       help=f"{' or '.join(PROTOCOLS)}: the authors' splits and defects, or the fixed ones")
+    train.add_argument("--seed", type=int, default=0, help="seed for init, shuffling, augmentation")
+    train.add_argument("--stem", default="imagenet", help=f"{' or '.join(STEMS)} (paper: imagenet)")
+    _add_training_options(train)
+
+    sweep = commands.add_parser(
+        "sweep", help="train a grid of configurations (finished runs are skipped)",
+        description="Train datasets x models x protocols x stems x seeds. --profile sets the grid and "
+                    "the shared settings; the other options override it.")
+    sweep.add_argument("--profile", help="quick or paper (see gradattn.profiles)")
+    sweep.add_argument("--datasets", type=_comma_list, help="comma list, e.g. svhn,pcam")
+    sweep.add_argument("--models", type=_comma_list, help="comma list, e.g. resnet18,gradattn_lpe")
+    sweep.add_argument("--protocols", type=_comma_list, help="comma list of paper,corrected")
+    sweep.add_argument("--seeds", type=_int_list, help="comma list, e.g. 42,43,44")
+    sweep.add_argument("--stems", type=_comma_list, help="comma list of imagenet,cifar")
+    sweep.add_argument("--skip-missing", action="store_true",
+                       help="report datasets that are not on disk instead of stopping")
+    _add_training_options(sweep)
+
+    export = commands.add_parser("export", help="copy results.csv and every run's history into results/")
+    export.add_argument("--out", default="outputs", help="output folder to read (default outputs)")
+    export.add_argument("--dest", default="results", help="committed folder to write (default results)")
+    return parser
+
+
+def _describe(result: dict) -> str:
+    if result.get("skipped_missing"):
+        return f"{result['dataset']}: absent, skipped"
+    if not result.get("finished", True):
+        return f"{result['run_key']}: stopped after {result['epochs_run']} epochs (resumable)"
+    test = result.get("test", {})
+    state = "already finished" if result.get("skipped") else f"{result['train_time_s']:.0f} s"
+    return (f"{result['run_key']}: test top-1 {100 * test.get('accuracy', float('nan')):.2f} %, best val "
+            f"{100 * result['best_val_acc']:.2f} % at epoch {result['best_epoch']}/{result['epochs_run']} "
+            f"({state}) -> {result['run_dir']}")
+
+
+def _run_train(args) -> int:
+    from gradattn.train import check_model_name, run_experiment
+
+    cfg = TrainConfig(dataset=args.dataset, model=args.model, protocol=args.protocol, seed=args.seed,
+                      stem=args.stem, **_overrides(args))
+    check_model_name(cfg.model, cfg.model_options)
+    print(_describe(run_experiment(cfg)))
+    return 0
+
+
+def _run_sweep(args) -> int:
+    from gradattn.profiles import get_profile
+    from gradattn.train import sweep
+
+    if args.profile:
+        profile = get_profile(args.profile)
+        print(profile.label, file=sys.stderr)
+        base = profile.train_config(**_overrides(args))
+        grid = dict(datasets=profile.datasets, models=profile.models, protocols=profile.protocols,
+                    seeds=profile.seeds, stems=profile.stems)
+    else:
+        base = TrainConfig(**_overrides(args))
+        grid = {}
+    for name in ("datasets", "models", "protocols", "seeds", "stems"):
+        if getattr(args, name):
+            grid[name] = getattr(args, name)
+    grid = {name: list(values) for name, values in grid.items()}
+    sweep(base, skip_missing=args.skip_missing, on_result=lambda result: print(_describe(result), flush=True),
+          **grid)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from gradattn.data.errors import DataFormatError, DatasetNotFoundError
+
+    try:
+        if args.command == "models":
+            from gradattn.models import format_model_table
+            print(format_model_table(num_classes=args.num_classes, in_chans=args.in_chans))
+            return 0
+        if args.command == "data":
+            from gradattn.data import cli_prepare, cli_status
+            if args.data_command == "status":
+                return cli_status(args.data_root)
+            return cli_prepare(args.data_root, args.shared)
+        if args.command == "train":
+            return _run_train(args)
+        if args.command == "sweep":
+            return _run_sweep(args)
+        if args.command == "export":
+            from gradattn.results import export_results
+            exported = export_results(args.out, args.dest)
+            table = exported["table"] or "no results.csv yet"
+            print(f"exported {table} and {len(exported['histories'])} histories to {args.dest}/")
+            return 0
+    except (ConfigError, DatasetNotFoundError, DataFormatError) as err:
+        print(f"gradattn: error: {err}", file=sys.stderr)
+        return USAGE_ERROR
+    except NonFiniteLossError as err:
+        print(f"gradattn: error: {err}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args.command!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

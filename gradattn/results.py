@@ -1,0 +1,155 @@
+"""The tidy results table: one row per run in ``outputs/results.csv``, and its export to ``results/``.
+
+Column names follow ``gradattn.paper`` so our runs and the published numbers line up: accuracies are
+percent (``top1``, ``top3``, ``top5``, ``best_val``, ``last_val``), the other scores fractions. A row is
+identified by ``run_key`` (``<dataset>/<model-tag>/<protocol>/seed<k>``, the run directory below
+``outputs/runs``); writing a row with a key already present replaces it. Every write is a locked
+read-modify-write that ends in ``os.replace``, so concurrent runs and killed processes never leave a
+half-written table. Only the ``csv`` module is needed; ``load_results`` returns a pandas DataFrame.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+from gradattn.train import atomic_write_text, read_json
+
+RESULT_COLUMNS = (
+    "run_key", "dataset", "model", "model_tag", "protocol", "seed", "stem", "paper_defects", "pipeline",
+    "is_sample", "data_source", "epochs", "best_epoch", "best_val", "last_val", "top1", "top3", "top5",
+    "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1",
+    "mean_confidence", "std_confidence", "entropy", "ece", "loss", "num_test", "train_time_s", "params",
+    "health_score_faithful", "health_score_corrected", "num_dead_layers", "device", "torch_version",
+    "git_commit",
+)
+
+# metrics.evaluate key -> results column (fractions kept as fractions, accuracies to percent below)
+_TEST_COLUMNS = {
+    "precision_macro": "macro_precision", "recall_macro": "macro_recall", "f1_macro": "macro_f1",
+    "precision_weighted": "weighted_precision", "recall_weighted": "weighted_recall",
+    "f1_weighted": "weighted_f1", "mean_confidence": "mean_confidence", "std_confidence": "std_confidence",
+    "mean_entropy": "entropy", "ece": "ece", "loss": "loss",
+}
+
+
+def _percent(value):
+    return None if value is None else 100.0 * float(value)
+
+
+def metrics_to_row(metrics: dict) -> dict:
+    """One results-table row from a run's metrics.json content."""
+    test = metrics.get("test", {})
+    row = {key: metrics.get(key) for key in ("run_key", "dataset", "model", "model_tag", "protocol", "seed",
+                                             "stem", "paper_defects", "pipeline", "is_sample", "data_source",
+                                             "best_epoch", "num_test", "train_time_s", "params",
+                                             "health_score_faithful", "health_score_corrected", "device",
+                                             "torch_version", "git_commit")}
+    dead = metrics.get("dead_layers")
+    row.update(epochs=metrics.get("epochs_run"), best_val=_percent(metrics.get("best_val_acc")),
+               last_val=_percent(metrics.get("last_val_acc")),
+               top1=_percent(test.get("top1_accuracy", test.get("accuracy"))),
+               top3=_percent(test.get("top3_accuracy")), top5=_percent(test.get("top5_accuracy")),
+               num_dead_layers=None if dead is None else len(dead))
+    row.update({column: test.get(key) for key, column in _TEST_COLUMNS.items()})
+    return row
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock beside `path` for the read-modify-write (POSIX; a no-op elsewhere)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path.with_name(f".{path.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def read_results(path: str | os.PathLike = "outputs/results.csv") -> list[dict]:
+    """The table's rows as dicts of strings ([] when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _format(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def write_results(rows: list[dict], path: str | os.PathLike) -> Path:
+    columns = list(RESULT_COLUMNS)
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _format(row.get(c)) for c in columns})
+    return atomic_write_text(path, buffer.getvalue())
+
+
+def append_result(row: dict, path: str | os.PathLike = "outputs/results.csv") -> Path:
+    """Add `row` to the table, replacing the row of the same run_key if there is one."""
+    if not row.get("run_key"):
+        raise ValueError("a results row needs a run_key (see TrainConfig.run_key)")
+    path = Path(path)
+    with _locked(path):
+        rows = [r for r in read_results(path) if r.get("run_key") != row["run_key"]]
+        rows.append({k: _format(v) for k, v in row.items()})
+        return write_results(rows, path)
+
+
+def load_results(path: str | os.PathLike = "outputs/results.csv"):
+    """The table as a pandas DataFrame (empty, with the standard columns, when there is no file yet)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    return pd.read_csv(path)
+
+
+def history_file_name(run_key: str) -> str:
+    """results/histories/ file name of a run: the run key with '/' turned into '__'."""
+    return run_key.replace("/", "__") + ".csv"
+
+
+def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLike = "results") -> dict:
+    """Copy the tidy table and every finished run's history into the committed `dest` folder.
+
+    Checkpoints are never copied. Returns {"table": path or None, "histories": [paths]}."""
+    out_dir, dest = Path(out_dir), Path(dest)
+    table = out_dir / "results.csv"
+    exported = {"table": None, "histories": []}
+    if table.exists():
+        rows = read_results(table)
+        exported["table"] = write_results(rows, dest / "results.csv")
+    runs = out_dir / "runs"
+    for metrics_path in sorted(runs.glob("**/metrics.json")) if runs.exists() else []:
+        history = metrics_path.parent / "history.csv"
+        if not history.exists():
+            continue
+        run_key = read_json(metrics_path).get("run_key") or metrics_path.parent.relative_to(runs).as_posix()
+        target = dest / "histories" / history_file_name(run_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(history, tmp)
+        os.replace(tmp, target)
+        exported["histories"].append(target)
+    return exported

@@ -1,0 +1,90 @@
+"""`python -m gradattn`: help, one-line errors with exit code 2, and one end-to-end run on the sample."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gradattn.cli import main
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "gradattn", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_help_documents_every_command(tmp_path):
+    result = run_cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("models", "data", "train", "sweep", "export"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", [["train"], ["sweep"], ["data", "status"], ["export"], ["models"]])
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
+def test_wrong_model_name_is_one_line_exit_2(tmp_path):
+    result = run_cli("train", "--dataset", "fashionmnist", "--model", "resnet19", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "resnet19" in result.stderr and "resnet18" in result.stderr   # names the problem and the fix
+    assert not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["train", "--dataset", "mnist"], "mnist"),
+    (["train", "--protocol", "faithful"], "faithful"),
+    (["train", "--pipeline", "dali"], "dali"),
+    (["sweep", "--models", "resnet18,gradattn_xl", "--sample"], "gradattn_xl"),
+    (["sweep", "--profile", "huge"], "huge"),
+    (["train", "--model", "resnet18", "--model-option", "d_model=32"], "d_model"),
+])
+def test_wrong_names_exit_2_with_one_line(argv, named, tmp_path, capsys):
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_absent_dataset_gives_the_not_found_message_and_exit_2(tmp_path):
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    result = run_cli("train", "--dataset", "svhn", "--model", "resnet18", "--data-root", str(empty),
+                     cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "SVHN not found" in result.stderr and str(empty) in result.stderr
+
+
+def test_models_prints_every_registered_model(capsys):
+    from gradattn.models import list_models
+    assert main(["models", "--num-classes", "10", "--in-chans", "1"]) == 0
+    table = capsys.readouterr().out
+    assert all(f"`{name}`" in table for name in list_models())
+    assert "11,175,370" in table          # ResNet-18, 10 classes, 1 channel (SPEC 1.6)
+
+
+def test_train_end_to_end_on_embedded_sample_then_export(tmp_path):
+    result = run_cli("train", "--dataset", "fashionmnist", "--model", "gradattn_rope", "--protocol",
+                     "corrected", "--sample", "--epochs", "1", "--max-train-samples", "256",
+                     "--gradflow-batches", "1", "--device", "cpu", "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "outputs/runs/fashionmnist/gradattn_rope-e1-n256-sample/corrected/seed0"
+    assert str(run_dir.relative_to(tmp_path)) in result.stdout and "test top-1" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["is_sample"] and not metrics["paper_defects"] and metrics["pipeline"] == "fast"
+    assert metrics["test"]["num_samples"] == metrics["num_test"] > 0
+    gradflow = json.loads((run_dir / "gradflow.json").read_text())
+    assert 0.0 <= gradflow["faithful_health_score"] <= 1.0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["epochs"] == 1 and config["max_train_samples"] == 256 and config["batch_size"] == 128
+
+    assert main(["export", "--out", str(tmp_path / "outputs"), "--dest", str(tmp_path / "results")]) == 0
+    assert (tmp_path / "results/results.csv").is_file()
+    assert (tmp_path / "results/histories/fashionmnist__gradattn_rope-e1-n256-sample__corrected__seed0.csv").is_file()

@@ -1,0 +1,91 @@
+"""The tidy results table: row mapping, replace-by-run-key, safe concurrent appends, export."""
+import json
+import threading
+
+import pytest
+
+from gradattn.results import (RESULT_COLUMNS, append_result, export_results, history_file_name,
+                              load_results, metrics_to_row, read_results)
+
+
+def fake_metrics(run_key="fashionmnist/resnet18/paper/seed0", accuracy=0.5, seed=0):
+    """A metrics.json-shaped dict (what run_experiment writes) with chosen values."""
+    dataset, tag, protocol, seed_part = run_key.split("/")
+    return {"run_key": run_key, "dataset": dataset, "model": tag.split("-")[0], "model_tag": tag,
+            "protocol": protocol, "seed": seed, "paper_defects": protocol == "paper", "is_sample": False,
+            "epochs_run": 12, "best_epoch": 5, "best_val_acc": 0.7118, "last_val_acc": 0.6418,
+            "dead_layers": ["layer4.0", "layer4.1"], "params": 11175370,
+            "test": {"accuracy": accuracy, "top1_accuracy": accuracy, "top3_accuracy": 0.9, "f1_macro": 0.4,
+                     "mean_entropy": 1.1, "ece": 0.2, "loss": 1.5, "confusion_matrix": [[1, 0], [0, 1]]}}
+
+
+def test_metrics_to_row_uses_paper_field_names_and_percent():
+    row = metrics_to_row(fake_metrics(accuracy=0.6411))
+    assert row["top1"] == pytest.approx(64.11) and row["top3"] == pytest.approx(90.0)
+    assert row["top5"] is None                                       # not measured, not invented
+    assert row["best_val"] == pytest.approx(71.18) and row["last_val"] == pytest.approx(64.18)
+    assert (row["epochs"], row["best_epoch"], row["num_dead_layers"]) == (12, 5, 2)
+    assert (row["macro_f1"], row["entropy"], row["ece"], row["loss"]) == (0.4, 1.1, 0.2, 1.5)
+    assert set(row) <= set(RESULT_COLUMNS)
+
+
+def test_append_replaces_same_run_key_and_keeps_others(tmp_path):
+    table = tmp_path / "results.csv"
+    append_result(metrics_to_row(fake_metrics("fashionmnist/resnet18/paper/seed0", 0.5)), table)
+    append_result(metrics_to_row(fake_metrics("fashionmnist/gradattn_lpe/paper/seed0", 0.6)), table)
+    append_result(metrics_to_row(fake_metrics("fashionmnist/resnet18/paper/seed0", 0.7)), table)
+    rows = read_results(table)
+    assert [r["run_key"] for r in rows] == ["fashionmnist/gradattn_lpe/paper/seed0",
+                                           "fashionmnist/resnet18/paper/seed0"]
+    assert float(rows[1]["top1"]) == pytest.approx(70.0)
+    frame = load_results(table)
+    assert list(frame.columns[:len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    assert frame["top1"].tolist() == pytest.approx([60.0, 70.0])
+    assert frame["seed"].dtype.kind == "i"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".results.csv.lock", "results.csv"]
+
+
+def test_append_needs_run_key(tmp_path):
+    with pytest.raises(ValueError, match="run_key"):
+        append_result({"top1": 1.0}, tmp_path / "results.csv")
+
+
+def test_concurrent_appends_lose_no_row(tmp_path):
+    table = tmp_path / "results.csv"
+
+    def worker(k):
+        for seed in range(5):
+            append_result(metrics_to_row(fake_metrics(f"svhn/model{k}/corrected/seed{seed}", 0.1 * k, seed)),
+                          table)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({r["run_key"] for r in read_results(table)}) == 30
+
+
+def test_load_results_without_file_is_empty_with_columns(tmp_path):
+    frame = load_results(tmp_path / "nothing.csv")
+    assert frame.empty and list(frame.columns) == list(RESULT_COLUMNS)
+
+
+def test_export_copies_table_and_histories_never_checkpoints(tmp_path):
+    out, dest = tmp_path / "outputs", tmp_path / "results"
+    run_key = "fashionmnist/resnet18-sample/paper/seed0"
+    run_dir = out / "runs" / run_key
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(json.dumps(fake_metrics(run_key)))
+    (run_dir / "history.csv").write_text("epoch,val_acc\n1,0.5\n")
+    (run_dir / "checkpoint.pt").write_bytes(b"weights")
+    unfinished = out / "runs" / "svhn/resnet18/paper/seed0"
+    unfinished.mkdir(parents=True)
+    (unfinished / "history.csv").write_text("epoch,val_acc\n1,0.9\n")
+    append_result(metrics_to_row(fake_metrics(run_key)), out / "results.csv")
+
+    exported = export_results(out, dest)
+    assert history_file_name(run_key) == "fashionmnist__resnet18-sample__paper__seed0.csv"
+    assert exported["histories"] == [dest / "histories" / history_file_name(run_key)]
+    assert (dest / "histories" / history_file_name(run_key)).read_text() == "epoch,val_acc\n1,0.5\n"
+    assert read_results(dest / "results.csv") == read_results(out / "results.csv")
+    assert not list(dest.rglob("*.pt"))

@@ -1,0 +1,372 @@
+"""The fit loop on tiny stand-ins: learning, LR plateau, early stopping, the SPEC 7.2 restore defect,
+exact resume after a kill, and the NaN stop. One small end-to-end run on the embedded sample."""
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from gradattn.train import (EarlyStopping, NonFiniteLossError, ReduceLROnPlateau, TIMING_COLUMNS,
+                            ConfigError, TrainConfig, fit, load_checkpoint)
+
+
+class TensorBatches:
+    """(x, y) batches of fixed tensors, reshuffled per epoch from (seed, epoch) like DeviceLoader."""
+
+    def __init__(self, x, y, batch_size=16, shuffle=False, seed=0):
+        self.x, self.y, self.batch_size, self.shuffle, self.seed, self.epoch = x, y, batch_size, shuffle, seed, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        order = (torch.randperm(len(self.y), generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
+                 if self.shuffle else torch.arange(len(self.y)))
+        for start in range(0, len(self.y), self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield self.x[index], self.y[index]
+
+
+class DriftingValidation(TensorBatches):
+    """A validation set whose labels flip after `good_passes` passes: val accuracy peaks early, then
+    collapses while the weights keep changing, so the best epoch is never the last."""
+
+    def __init__(self, x, y, good_passes=2):
+        super().__init__(x, y, batch_size=32)
+        self.passes, self.good_passes = 0, good_passes
+
+    def __iter__(self):
+        self.passes += 1
+        flip = self.passes > self.good_passes
+        for x, y in super().__iter__():
+            yield x, (1 - y) if flip else y
+
+
+def tiny_problem(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return x, y
+
+
+def tiny_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 2))
+
+
+def tiny_cfg(**overrides):
+    return TrainConfig(**{"epochs": 4, "progress": False, "lr": 1e-2, "early_stopping_patience": 100,
+                          **overrides})
+
+
+def loaders(seed=0):
+    x, y = tiny_problem(64, seed=1)
+    xv, yv = tiny_problem(32, seed=2)
+    return TensorBatches(x, y, shuffle=True, seed=seed), TensorBatches(xv, yv, batch_size=32)
+
+
+def test_fit_learns():
+    train, val = loaders()
+    result = fit(tiny_net(), train, val, tiny_cfg(epochs=8))
+    losses = [r["train_loss"] for r in result.history]
+    assert losses[-1] < 0.6 * losses[0]
+    assert result.best_val_acc >= 0.85
+    assert result.finished and result.epochs_run == 8
+    assert all(r["images_per_s"] > 0 and r["epoch_time_s"] > 0 for r in result.history)
+
+
+def test_plateau_reduces_lr_after_patience_and_respects_min_lr():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    plateau = ReduceLROnPlateau(optimizer, factor=0.2, patience=3, min_lr=0.03)
+    reduced = [plateau.step(v) for v in [0.5, 0.6, 0.6, 0.6, 0.6, 0.7, 0.1, 0.1, 0.1]]
+    assert reduced == [False, False, False, False, True, False, False, False, True]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.04)
+    assert [plateau.step(0.0) for _ in range(3)] == [False, False, True]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.03)   # clamped, not 0.008
+    assert [plateau.step(0.0) for _ in range(3)] == [False, False, False]   # already at min_lr
+
+
+class ConstantOutput(nn.Module):
+    """Weights that train (weight decay moves them) but logits that never change: val acc is flat."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(2, 8))
+
+    def forward(self, x):
+        return x.new_zeros(x.shape[0], 2) + 0.0 * self.weight.sum()
+
+
+def test_plateau_and_early_stopping_in_the_loop():
+    train, val = loaders()
+    cfg = tiny_cfg(epochs=50, early_stopping_patience=7, lr_patience=3)
+    result = fit(ConstantOutput(), train, val, cfg)
+    assert result.best_epoch == 1 and result.stopped_early
+    assert result.epochs_run == 1 + 7                         # fires patience epochs after the best
+    lrs = [r["lr"] for r in result.history]
+    assert lrs == pytest.approx([1e-2] * 4 + [2e-3] * 3 + [4e-4])
+
+
+def snapshots_per_epoch():
+    saved = {}
+
+    def on_epoch_end(epoch, model, record):
+        saved[epoch] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return saved, on_epoch_end
+
+
+def same_weights(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("paper_defects", [True, False])
+def test_restore_defect_vs_corrected(paper_defects):
+    x, y = tiny_problem(64, seed=1)
+    train = TensorBatches(x, y, shuffle=True)
+    val = DriftingValidation(*tiny_problem(32, seed=2), good_passes=2)
+    saved, on_epoch_end = snapshots_per_epoch()
+    model = tiny_net()
+    cfg = tiny_cfg(epochs=20, early_stopping_patience=3, paper_defects=paper_defects)
+    result = fit(model, train, val, cfg, on_epoch_end=on_epoch_end)
+    last = result.epochs_run
+    assert result.stopped_early and last == result.best_epoch + 3
+    assert not same_weights(saved[result.best_epoch], saved[last])
+    restored = model.state_dict()
+    if paper_defects:   # SPEC 7.2: the "best" dict aliases the live tensors -> last epoch's weights
+        assert same_weights(restored, saved[last])
+    else:
+        assert same_weights(restored, saved[result.best_epoch])
+
+
+def test_shallow_state_dict_copy_aliases_live_weights():
+    model = tiny_net()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    shallow = EarlyStopping(shallow_copy=True).snapshot(model)
+    deep = EarlyStopping(shallow_copy=False).snapshot(model)
+    before = {k: v.clone() for k, v in deep.items()}
+    x, y = tiny_problem(16)
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    live = model.state_dict()
+    for key in ("0.weight", "1.running_mean", "4.bias"):
+        assert not torch.equal(shallow[key], before[key])     # the "saved" tensor moved with training
+        assert torch.equal(shallow[key], live[key])
+        assert torch.equal(deep[key], before[key])            # a real copy did not
+
+
+class Killed(Exception):
+    pass
+
+
+def without_timing(history):
+    return [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in history]
+
+
+@pytest.mark.parametrize("how", ["raise_in_callback", "max_epochs_this_call"])
+def test_resume_after_kill_matches_uninterrupted(tmp_path, how):
+    cfg = tiny_cfg(epochs=4)
+    train, val = loaders()
+    reference_model = tiny_net()
+    reference = fit(reference_model, train, val, cfg, checkpoint_path=tmp_path / "a.pt")
+
+    checkpoint = tmp_path / "b.pt"
+    train, val = loaders()
+    if how == "raise_in_callback":
+        def kill_after_epoch_2(epoch, model, record):
+            if epoch == 2:
+                raise Killed
+        with pytest.raises(Killed):
+            fit(tiny_net(), train, val, cfg, checkpoint_path=checkpoint, on_epoch_end=kill_after_epoch_2)
+    else:
+        partial = fit(tiny_net(), train, val, cfg, checkpoint_path=checkpoint, max_epochs_this_call=2)
+        assert not partial.finished and partial.epochs_run == 2
+    assert load_checkpoint(checkpoint, "cpu")["epoch"] == 2
+
+    torch.manual_seed(12345)                  # a different process state: everything must come from disk
+    train, val = loaders()
+    resumed_model = tiny_net(seed=99)
+    resumed = fit(resumed_model, train, val, cfg, checkpoint_path=checkpoint)
+    assert resumed.finished and resumed.epochs_run == 4
+    assert without_timing(resumed.history) == without_timing(reference.history)
+    assert same_weights(resumed_model.state_dict(), reference_model.state_dict())
+
+
+class PoisonedNet(nn.Module):
+    """tiny_net whose training forward returns NaN logits from its `poison_at`-th call on."""
+
+    def __init__(self, poison_at):
+        super().__init__()
+        self.net, self.poison_at, self.calls = tiny_net(), poison_at, 0
+
+    def forward(self, x):
+        logits = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.poison_at:
+                return logits * float("nan")
+        return logits
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_checkpoint(tmp_path):
+    train, val = loaders()                      # 64 samples / 16 = 4 steps per epoch
+    checkpoint, history = tmp_path / "checkpoint.pt", tmp_path / "history.csv"
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3 of 4") as err:
+        fit(PoisonedNet(poison_at=4 + 3), train, val, tiny_cfg(), checkpoint_path=checkpoint,
+            history_path=history)
+    assert (err.value.epoch, err.value.step) == (2, 3)
+    state = load_checkpoint(checkpoint, "cpu")
+    assert state["epoch"] == 1 and not state["finished"]
+    assert all(torch.isfinite(v.float()).all() for v in state["model"].values())
+    with open(history) as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]
+
+
+def test_config_resolves_defects_and_tags_runs_apart():
+    assert TrainConfig(protocol="paper").defects is True
+    assert TrainConfig(protocol="corrected").defects is False
+    assert TrainConfig(protocol="corrected", paper_defects=True).to_dict()["paper_defects"] is True
+    tags = {TrainConfig(model="gradattn_lpe", **kw).model_tag for kw in [
+        {}, {"stem": "cifar"}, {"sample": True}, {"epochs": 4}, {"pipeline": "torch"},
+        {"model_options": {"d_model": 32}}, {"protocol": "corrected", "paper_defects": True},
+        {"max_train_samples": 100}]}
+    assert len(tags) == 8
+    assert TrainConfig(model="resnet18").model_tag == "resnet18"
+    assert TrainConfig(model="resnet18", stem="cifar", sample=True).model_tag == "resnet18-cifarstem-sample"
+    assert TrainConfig(dataset="Fashion-MNIST").dataset == "fashionmnist"
+    assert TrainConfig(seed=3).run_key == "fashionmnist/resnet18/corrected/seed3"
+
+
+@pytest.mark.parametrize("bad", [{"dataset": "mnist"}, {"protocol": "faithful"}, {"pipeline": "dali"},
+                                 {"stem": "big"}, {"epochs": 0}])
+def test_config_rejects_bad_values_naming_them(bad):
+    key, value = next(iter(bad.items()))
+    with pytest.raises(ConfigError, match=str(value)):
+        TrainConfig(**bad)
+
+
+def test_run_experiment_writes_run_dir_and_results_row_then_skips(tmp_path):
+    from gradattn.results import read_results
+    from gradattn.train import run_experiment
+
+    cfg = TrainConfig(dataset="fashionmnist", model="gradattn_lpe", protocol="paper", sample=True,
+                      epochs=1, max_train_samples=256, gradflow_batches=1, out_dir=str(tmp_path),
+                      progress=False, device="cpu")
+    first = run_experiment(cfg)
+    run_dir = tmp_path / "runs" / "fashionmnist" / "gradattn_lpe-e1-n256-sample" / "paper" / "seed0"
+    assert first["run_dir"] == str(run_dir) and not first["skipped"]
+    for name in ("config.json", "history.csv", "metrics.json", "gradflow.json", "checkpoint.pt"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["paper_defects"] is True and metrics["is_sample"] is True
+    assert metrics["epochs_run"] == 1 and metrics["num_train"] == 256
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert json.loads((run_dir / "config.json").read_text())["paper_defects"] is True
+    gradflow = json.loads((run_dir / "gradflow.json").read_text())
+    assert {"faithful", "corrected", "dead_layers"} <= set(gradflow)
+    rows = read_results(tmp_path / "results.csv")
+    assert [r["run_key"] for r in rows] == [cfg.run_key]
+    assert float(rows[0]["top1"]) == pytest.approx(100 * metrics["test"]["accuracy"])
+
+    mtime = (run_dir / "metrics.json").stat().st_mtime_ns
+    again = run_experiment(cfg)
+    assert again["skipped"] and (run_dir / "metrics.json").stat().st_mtime_ns == mtime
+    assert len(read_results(tmp_path / "results.csv")) == 1
+
+
+def test_run_experiment_resumes_an_interrupted_run(tmp_path):
+    from gradattn.train import run_experiment
+
+    cfg = TrainConfig(dataset="fashionmnist", model="plain18", protocol="corrected", sample=True, epochs=2,
+                      max_train_samples=128, gradflow_batches=0, out_dir=str(tmp_path), progress=False,
+                      device="cpu")
+    partial = run_experiment(cfg, max_epochs_this_call=1)
+    assert partial["finished"] is False and partial["epochs_run"] == 1
+    run_dir = cfg.run_dir
+    assert not (run_dir / "metrics.json").exists() and not (tmp_path / "results.csv").exists()
+    first_epoch = (run_dir / "history.csv").read_text().splitlines()[1]
+
+    done = run_experiment(cfg)
+    assert done["epochs_run"] == 2 and not done["skipped"]
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[1] == first_epoch          # epoch 1 kept, not retrained
+    assert not (run_dir / "gradflow.json").exists() and done["health_score_faithful"] is None
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    train, val = loaders()
+    fit(tiny_net(), train, val, tiny_cfg(epochs=2), checkpoint_path=tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="different config"):
+        fit(tiny_net(), train, val, tiny_cfg(epochs=2, lr=0.5), checkpoint_path=tmp_path / "c.pt")
+
+
+def test_torch_pipeline_loader_shuffle_depends_only_on_seed_and_epoch():
+    from torch.utils.data import TensorDataset
+    from gradattn.train import EpochSeededLoader
+
+    dataset = TensorDataset(torch.arange(40).float()[:, None], torch.arange(40))
+
+    def labels_of_epoch(loader, epoch):
+        loader.set_epoch(epoch)
+        return torch.cat([y for _, y in loader]).tolist()
+    a = EpochSeededLoader(dataset, 8, shuffle=True, seed=1, num_workers=0)
+    b = EpochSeededLoader(dataset, 8, shuffle=True, seed=1, num_workers=0)
+    assert labels_of_epoch(a, 3) == labels_of_epoch(b, 3) == labels_of_epoch(a, 3)
+    assert labels_of_epoch(a, 3) != labels_of_epoch(a, 4)
+    assert sorted(labels_of_epoch(a, 5)) == list(range(40)) and len(a) == 5
+
+
+def test_profiles_name_real_models_and_datasets():
+    from gradattn.data import list_datasets
+    from gradattn.models import list_models
+    from gradattn.profiles import PROFILES, get_profile
+
+    quick, paper = PROFILES["quick"], PROFILES["paper"]
+    assert "not the paper's numbers" in quick.label and quick.sample and quick.epochs <= 4
+    assert set(paper.models) == set(list_models()) and set(paper.datasets) == set(list_datasets())
+    assert paper.epochs == 100 and len(paper.seeds) == 3 and set(paper.protocols) == {"paper", "corrected"}
+    configs = quick.configs(out_dir="elsewhere")
+    assert len(configs) == len(quick.models) * len(quick.protocols) * len(quick.seeds)
+    assert len({c.run_key for c in configs}) == len(configs)
+    assert all(c.sample and c.out_dir == "elsewhere" and c.epochs == quick.epochs for c in configs)
+    with pytest.raises(ConfigError, match="huge"):
+        get_profile("huge")
+
+
+def test_finished_run_keeps_a_slim_checkpoint_that_fit_still_accepts(tmp_path):
+    from gradattn.train import run_experiment
+
+    cfg = TrainConfig(dataset="fashionmnist", model="plain18", protocol="corrected", sample=True, epochs=1,
+                      max_train_samples=64, gradflow_batches=0, out_dir=str(tmp_path), progress=False,
+                      device="cpu", grad_sample_every=1)
+    run_experiment(cfg)
+    state = load_checkpoint(cfg.run_dir / "checkpoint.pt", "cpu")
+    assert state["finished"] and state["slim"] and "optimizer" not in state
+
+    from gradattn.models import build_model
+    model = build_model("plain18", num_classes=10, in_chans=1)
+    result = fit(model, [], [], cfg, device="cpu", checkpoint_path=cfg.run_dir / "checkpoint.pt")
+    assert result.finished and result.epochs_run == 1 and result.best_epoch == 1
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, state["model"][name]), name
+
+
+def test_gradient_norms_are_sampled_during_training_into_gradnorms_csv(tmp_path):
+    from gradattn.train import run_experiment
+
+    cfg = TrainConfig(dataset="fashionmnist", model="plain18", protocol="corrected", sample=True, epochs=2,
+                      max_train_samples=64, batch_size=16, gradflow_batches=0, out_dir=str(tmp_path),
+                      progress=False, device="cpu", grad_sample_every=2)
+    run_experiment(cfg)
+    with open(cfg.run_dir / "gradnorms.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    steps = sorted({int(r["step"]) for r in rows})
+    assert steps == [0, 2, 4, 6]                                  # 4 steps an epoch, 2 epochs, every 2nd
+    assert {int(r["epoch"]) for r in rows} == {1, 2}
+    first_conv = [r for r in rows if r["layer"] == "stem.0"]
+    assert len(first_conv) == 4 and all(float(r["grad_norm"]) > 0 for r in first_conv)
+    # grad_sample_every only observes: it is not part of the run's identity
+    assert cfg.identity() == TrainConfig(**{**cfg.to_dict(), "grad_sample_every": 0}).identity()
