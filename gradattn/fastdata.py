@@ -323,6 +323,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
+def _as_tensor(array) -> torch.Tensor:
+    """A tensor view of an array; read-only numpy arrays (memory maps, cached npz) are copied first,
+    since torch cannot safely share memory it may not write."""
+    if isinstance(array, np.ndarray) and not array.flags.writeable:
+        array = array.copy()
+    return torch.as_tensor(array)
+
+
 class DeviceLoader:
     """Batches of (x float32 (B, in_chans, S, S) normalised, y int64) from a split held on `device`.
 
@@ -341,8 +349,7 @@ class DeviceLoader:
                 raise TypeError(f"split needs .images and .labels (e.g. gradattn.data.ArraySplit); "
                                 f"{type(split).__name__} has no .{field}")
         self.device = torch.device(device)
-        images = torch.as_tensor(split.images)
-        labels = torch.as_tensor(split.labels)
+        images, labels = _as_tensor(split.images), _as_tensor(split.labels)
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != info.image_chans:
             raise ValueError(
                 f"{info.name}: split.images must be uint8 (N, H, W, {info.image_chans}), got "

@@ -48,6 +48,7 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "l
                    "images_per_s")
 TIMING_COLUMNS = ("epoch_time_s", "images_per_s")
 CHECKPOINT_FORMAT = 1
+EVAL_BATCH_SIZE = 1024    # fast pipeline: validation/test batches (eval-mode results do not depend on it)
 
 
 class ConfigError(ValueError):
@@ -570,7 +571,8 @@ def fit(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoi
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     channels_last = device.type == "cuda"
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 fused=device.type == "cuda")
     plateau = ReduceLROnPlateau(optimizer, cfg.lr_factor, cfg.lr_patience, cfg.min_lr)
     stopper = EarlyStopping(cfg.early_stopping_patience, shallow_copy=cfg.defects)
     history, start_epoch, finished, stopped_early, train_time_s = [], 1, False, False, 0.0
@@ -668,22 +670,31 @@ class EpochSeededLoader:
 
 
 def build_loaders(cfg: TrainConfig, splits, device: torch.device) -> dict:
-    """{"train", "val", "test"} loaders of the configured pipeline."""
+    """{"train", "val", "test", "gradflow"} loaders of the configured pipeline ("gradflow": test split in
+    training-size batches, as the authors analysed it)."""
     batch_size = cfg.resolved_batch_size
     if cfg.pipeline == "fast":
         from gradattn.fastdata import DeviceLoader
 
         channels_last = device.type == "cuda"
-        return {name: DeviceLoader(getattr(splits, name), splits.info, batch_size, train=name == "train",
-                                   device=device, seed=cfg.seed, channels_last=channels_last)
-                for name in ("train", "val", "test")}
+        loaders = {name: DeviceLoader(getattr(splits, name), splits.info,
+                                      batch_size if name == "train" else max(batch_size, EVAL_BATCH_SIZE),
+                                      train=name == "train", device=device, seed=cfg.seed,
+                                      channels_last=channels_last)
+                   for name in ("train", "val", "test")}
+        # Whole-batch gradient norms scale with the batch: analyse with the authors' batch size.
+        loaders["gradflow"] = DeviceLoader(splits.test, splits.info, batch_size, train=False, device=device,
+                                           seed=cfg.seed, channels_last=channels_last)
+        return loaders
     from gradattn.data import build_torch_datasets
 
     datasets = build_torch_datasets(splits)
     pin = device.type == "cuda"
-    return {name: EpochSeededLoader(datasets[name], batch_size, shuffle=name == "train", seed=cfg.seed,
-                                    num_workers=cfg.num_workers, pin_memory=pin)
-            for name in ("train", "val", "test")}
+    loaders = {name: EpochSeededLoader(datasets[name], batch_size, shuffle=name == "train", seed=cfg.seed,
+                                       num_workers=cfg.num_workers, pin_memory=pin)
+               for name in ("train", "val", "test")}
+    loaders["gradflow"] = loaders["test"]
+    return loaders
 
 
 def limit_train_split(splits, max_train_samples: int | None):
@@ -807,7 +818,7 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
 
     from gradattn.metrics import evaluate
     test = evaluate(model, loaders["test"], device, info.num_classes)
-    gradflow = _gradient_flow(model, loaders["test"], cfg, device)
+    gradflow = _gradient_flow(model, loaders["gradflow"], cfg, device)
     if gradflow is not None:
         write_json(run_dir / "gradflow.json", gradflow)
 
