@@ -25,10 +25,9 @@ import argparse
 import contextlib
 import csv
 import datetime
-import os
+import io
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without installing
 
 from gradattn import fastdata   # noqa: E402
+from gradattn.fileio import atomic_write_text   # noqa: E402
 from gradattn.data.registry import get_info   # noqa: E402
 
 # Each benchmark shape is the network input of the dataset whose pipeline it runs.
@@ -366,20 +366,12 @@ def machine_facts(device) -> dict:
 
 
 def write_csv_atomic(path: Path, rows: list[dict], columns) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(columns))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return atomic_write_text(path, buffer.getvalue())
 
 
 def format_table(rows: list[dict]) -> str:

@@ -32,6 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gradattn.fileio import atomic_write_text
+
 # Order of the site. 02_train is parameterised and executed once per dataset.
 NOTEBOOKS = ("00_overview", "01_architecture", "02_train", "03_gradient_flow", "04_pe_study",
              "05_results")
@@ -196,25 +198,6 @@ def show_table(df, title: str, profile: str | None, index: bool = False, floatfm
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; a site must be readable
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -506,64 +489,30 @@ def class_attention_figure(maps, class_names, counts=None, title: str | None = N
     return fig
 
 
-def monitored_gradient_norms(profile: str, dataset: str, models, device: str = "auto",
-                             data_root: str | None = None, epochs: int | None = None, every: int = 2,
-                             protocol: str = "corrected", seed: int | None = None, log=None):
-    """Parameter-gradient norms during training (gradflow.GradientMonitor), per model, as one DataFrame.
+def read_grad_norms(results: list[dict], models=None):
+    """Parameter-gradient norms recorded during training (``TrainConfig.grad_sample_every``, the run's
+    gradnorms.csv) of the given runs, as one DataFrame with model, protocol and seed columns.
 
-    gradattn.train does not record them, so this glue trains a separate monitored copy of each run with
-    gradattn.train.fit (same config, checkpoint-free) and caches the records in
-    outputs/gradnorms/<run key>.csv; later calls only read the cache."""
+    A run trained without sampling has no gradnorms.csv; it is listed in the frame's ``attrs["missing"]``
+    (delete its run directory and train again with the profile's settings to get one)."""
     import pandas as pd
-    import torch
-
-    from gradattn.data import load_splits
-    from gradattn.fastdata import prepare_model
-    from gradattn.gradflow import GradientMonitor
-    from gradattn.models import build_model
-    from gradattn.train import build_loaders, fit, limit_train_split
-    log = log or _log
-    frames = []
-    for model_name in models:
-        cfg = profile_config(profile, dataset, device, data_root, epochs, model=model_name, protocol=protocol,
-                             **({} if seed is None else {"seed": seed}))
-        cache = outputs_dir() / "gradnorms" / (cfg.run_key.replace("/", "__") + f"__every{every}.csv")
-        if cache.exists():
-            frames.append(pd.read_csv(cache))
-            log(f"{cfg.run_key}: gradient norms read from {cache.name}")
+    frames, missing = [], []
+    for r in results:
+        if models is not None and r["model"] not in models:
             continue
-        t0 = time.perf_counter()
-        dev = torch.device(cfg.device)
-        splits = limit_train_split(load_splits(cfg.dataset, protocol=cfg.protocol, root=cfg.data_root,
-                                               seed=cfg.split_seed, sample=cfg.sample,
-                                               paper_defects=cfg.defects), cfg.max_train_samples)
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, num_classes=splits.info.num_classes, in_chans=splits.info.in_chans,
-                            stem=cfg.stem, **cfg.model_options)
-        model = prepare_model(model, dev, channels_last=dev.type == "cuda")
-        loaders = build_loaders(cfg, splits, dev)
-        monitor = GradientMonitor(model, every=every)
-        state = {"step": 0, "epoch": 1}
-
-        def hook(optimizer, args, kwargs):   # runs just before optimizer.step(): gradients are final
-            monitor.after_backward(state["step"], state["epoch"])
-            state["step"] += 1
-
-        def on_epoch_end(epoch, _model, _record):
-            state["epoch"] = epoch + 1
-
-        from torch.optim.optimizer import register_optimizer_step_pre_hook
-        handle = register_optimizer_step_pre_hook(hook)   # fit() builds its optimizer internally
-        try:
-            fit(model, loaders["train"], loaders["val"], cfg, dev, on_epoch_end=on_epoch_end)
-        finally:
-            handle.remove()
-        df = monitor.to_dataframe()
-        df.insert(0, "model", model_name)
-        atomic_write_text(cache, df.to_csv(index=False))
+        path = Path(r["run_dir"]) / "gradnorms.csv"
+        if not path.exists():
+            missing.append(r["run_key"])
+            continue
+        df = pd.read_csv(path)
+        df.insert(0, "model", r["model"])
+        df.insert(1, "protocol", r["protocol"])
+        df.insert(2, "seed", r["seed"])
         frames.append(df)
-        log(f"{cfg.run_key}: {len(df)} gradient-norm records in {time.perf_counter() - t0:.1f} s")
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["model", "protocol", "seed", "step", "epoch", "layer", "index", "grad_norm", "grad_rms"])
+    out.attrs["missing"] = missing
+    return out
 
 
 # --------------------------------------------------------------------------------------------------

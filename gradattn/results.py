@@ -16,7 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
-from gradattn.train import atomic_write_text, read_json
+from gradattn.fileio import atomic_write_text
+from gradattn.train import read_json
 
 RESULT_COLUMNS = (
     "run_key", "dataset", "model", "model_tag", "protocol", "seed", "stem", "paper_defects", "pipeline",

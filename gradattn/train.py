@@ -30,7 +30,6 @@ import math
 import os
 import random
 import subprocess
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -39,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from gradattn.fileio import atomic_write_bytes, atomic_write_text
 
 PROTOCOLS = ("paper", "corrected")
 PIPELINES = ("fast", "torch")
@@ -219,33 +220,6 @@ def check_model_name(name: str, options: dict | None = None) -> None:
 # --------------------------------------------------------------------------------------------------
 # Small utilities: atomic files, seeds, device
 # --------------------------------------------------------------------------------------------------
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temporary file in the same folder, then os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)      # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
 
 def write_json(path: str | os.PathLike, obj) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")

@@ -8,9 +8,7 @@ notebook is reported with its name and cell, and that the HTML site and its inde
 from __future__ import annotations
 
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 import pytest

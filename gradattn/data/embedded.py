@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import atomic_write_bytes, read_idx
+from ..fileio import atomic_write_bytes
+from .formats import read_idx
 from .sources import SAMPLE_COUNTS, SAMPLE_FILE, SYSTEM_FASHION_MNIST
 
 

@@ -14,16 +14,15 @@ import csv
 import gzip
 import hashlib
 import io
-import os
 import pickle
 import re
 import struct
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_write_bytes
 from .errors import DataFormatError
 from .registry import DatasetInfo
 from .splits import ArraySplit
@@ -31,19 +30,6 @@ from .splits import ArraySplit
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 FOLDER_SPLITS = ("train", "val", "test")
 CACHE_DIR = ".cache"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; data files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_savez(path: Path, **arrays) -> None:

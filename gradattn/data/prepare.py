@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .formats import FASHION_FILES, TINY_DIR, atomic_write_bytes
+from ..fileio import atomic_write_bytes
+from .formats import FASHION_FILES, TINY_DIR
 from .sources import CIFAR_LOSSLESS, MANIFEST, SYSTEM_FASHION_MNIST, data_root, read_manifest, write_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
+from ..fileio import atomic_write_bytes
 from .errors import DataFormatError, DatasetNotFoundError
 from .registry import DatasetInfo, get_info
 from .splits import (DOUBLE_NORMALISATION_DATASETS, PROTOCOLS, ArraySplit, DatasetSplits, apply_protocol,
@@ -117,7 +118,7 @@ def read_manifest(folder: Path) -> dict:
 
 
 def write_manifest(folder: Path, **fields) -> None:
-    formats.atomic_write_bytes(folder / MANIFEST, (json.dumps(fields, indent=2) + "\n").encode())
+    atomic_write_bytes(folder / MANIFEST, (json.dumps(fields, indent=2) + "\n").encode())
 
 
 def _canonical_present(info: DatasetInfo, folder: Path, variant: str | None) -> bool:

@@ -1,0 +1,23 @@
+import os
+
+import pytest
+
+from gradattn.fileio import atomic_write_bytes, atomic_write_text
+
+
+def test_atomic_write_creates_folders_and_replaces_whole(tmp_path):
+    target = tmp_path / "a" / "b" / "file.txt"
+    atomic_write_text(target, "first")
+    atomic_write_text(target, "second")
+    assert target.read_text() == "second"
+    assert os.listdir(target.parent) == ["file.txt"]          # no temporary file left behind
+    assert target.stat().st_mode & 0o044                        # readable by others, unlike mkstemp's 0600
+
+
+def test_failed_write_keeps_the_old_content_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "file.bin"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")                 # fails while writing the temporary file
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["file.bin"]
