@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test paper html lab clean data models
+.PHONY: install test paper html lab clean data models readme
 
 install: $(STAMP)
 
@@ -34,6 +34,15 @@ test: $(STAMP)
 
 models: $(STAMP)
 	$(PY) -m gradattn models
+
+# Real data available locally (Debian's dataset-fashion-mnist, ../shared/data) into the data root.
+data: $(STAMP)
+	$(PY) -m gradattn data prepare $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+	$(PY) -m gradattn data status $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+# Regenerate README.md's generated blocks (the model table); tests/test_readme.py checks them.
+readme: $(STAMP)
+	$(PY) scripts/update_readme.py
 
 paper: $(STAMP)
 	$(PY) -m gradattn.report paper --profile $(PROFILE) --device $(DEVICE) \
