@@ -132,15 +132,20 @@ def history_file_name(run_key: str) -> str:
 
 
 def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLike = "results") -> dict:
-    """Copy the tidy table and every finished run's history into the committed `dest` folder.
+    """Merge the tidy table and copy every finished run's history into the committed `dest` folder.
 
-    Checkpoints are never copied. Returns {"table": path or None, "histories": [paths]}."""
+    Rows are merged by run_key: a run exported again replaces its row, rows exported earlier from other
+    output folders (another machine, another session) stay. Checkpoints are never copied.
+    Returns {"table": path or None, "histories": [paths]}."""
     out_dir, dest = Path(out_dir), Path(dest)
     table = out_dir / "results.csv"
     exported = {"table": None, "histories": []}
     if table.exists():
         rows = read_results(table)
-        exported["table"] = write_results(rows, dest / "results.csv")
+        keys = {r["run_key"] for r in rows}
+        with _locked(dest / "results.csv"):
+            kept = [r for r in read_results(dest / "results.csv") if r.get("run_key") not in keys]
+            exported["table"] = write_results(kept + rows, dest / "results.csv")
     runs = out_dir / "runs"
     for metrics_path in sorted(runs.glob("**/metrics.json")) if runs.exists() else []:
         history = metrics_path.parent / "history.csv"

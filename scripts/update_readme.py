@@ -9,10 +9,40 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+RESULTS = README.parent / "results" / "results.csv"
+
+
+def findings_table(path: Path = RESULTS) -> str:
+    """Markdown table of the committed runs (results/results.csv), grouped over seeds, beside the paper."""
+    from gradattn import paper, stats
+    from gradattn.results import read_results
+
+    rows = [r for r in read_results(path) if r.get("is_sample") != "True"]
+    if not rows:
+        return "_No full-data runs committed yet (`results/results.csv`)._"
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["model_tag"], r["protocol"]), []).append(r)
+    lines = ["| dataset | model (tag) | protocol | seeds | epochs run (best) | test top-1 % | paper's top-1 % "
+             "| health: faithful / corrected | device |", "|---|---|---|---:|---|---:|---:|---|---|"]
+    for (dataset, tag, protocol), runs in sorted(groups.items()):
+        ci = stats.mean_ci([float(r["top1"]) for r in runs])
+        top1 = f"{ci['mean']:.2f}" + (f" ± {ci['half_width']:.2f}" if ci["n"] > 1 else "")
+        published = paper.paper_top1(dataset, runs[0]["model"])
+        epochs = ", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in runs)
+        health = ", ".join(f"{float(r['health_score_faithful']):.1%} / {float(r['health_score_corrected']):.1%}"
+                           for r in runs if r.get("health_score_faithful"))
+        devices = ", ".join(sorted({r["device"] for r in runs}))
+        lines.append(f"| {dataset} | `{tag}` | {protocol} | {len(runs)} | {epochs} | {top1} | "
+                     f"{'' if published is None else f'{published:.2f}'} | {health} | {devices} |")
+    return "\n".join(lines)
+
+
 def generated_blocks() -> dict[str, str]:
     from gradattn.models import format_model_table
 
-    return {"models-table": "\n\n".join([format_model_table(10, 3), format_model_table(10, 1)])}
+    return {"models-table": "\n\n".join([format_model_table(10, 3), format_model_table(10, 1)]),
+            "findings-table": findings_table()}
 
 
 def render(text: str, blocks: dict[str, str]) -> str:

@@ -22,3 +22,21 @@ def test_readme_names_the_test_command_that_ci_runs():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in readme and "make test" in ci
+
+
+def test_findings_table_groups_seeds_and_sets_the_paper_beside(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    for seed, top1 in ((0, 0.90), (1, 0.92)):
+        append_result({"run_key": f"fashionmnist/resnet18/corrected/seed{seed}", "dataset": "fashionmnist",
+                       "model": "resnet18", "model_tag": "resnet18", "protocol": "corrected", "seed": seed,
+                       "is_sample": False, "epochs": 20, "best_epoch": 13, "top1": 100 * top1,
+                       "health_score_faithful": 1.0, "health_score_corrected": 1.0, "device": "NVIDIA H100"},
+                      tmp_path / "results.csv")
+    table = updater.findings_table(tmp_path / "results.csv")
+    row = [line for line in table.splitlines() if "`resnet18`" in line]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert cells[3] == "2" and cells[5] == "91.00 ± 12.71" and cells[6] == "64.11"   # t(0.975, 1) = 12.706
+    assert updater.findings_table(tmp_path / "absent.csv").startswith("_No full-data runs")

@@ -89,3 +89,17 @@ def test_export_copies_table_and_histories_never_checkpoints(tmp_path):
     assert (dest / "histories" / history_file_name(run_key)).read_text() == "epoch,val_acc\n1,0.5\n"
     assert read_results(dest / "results.csv") == read_results(out / "results.csv")
     assert not list(dest.rglob("*.pt"))
+
+
+def test_export_merges_with_rows_exported_earlier_from_elsewhere(tmp_path):
+    dest = tmp_path / "results"
+    gpu, cpu = tmp_path / "gpu", tmp_path / "cpu"
+    append_result(metrics_to_row(fake_metrics("cifar10/resnet18/paper/seed0", accuracy=0.14)), gpu / "results.csv")
+    append_result(metrics_to_row(fake_metrics("fashionmnist/resnet18/paper/seed0", accuracy=0.60)), cpu / "results.csv")
+    export_results(gpu, dest)
+    export_results(cpu, dest)
+    append_result(metrics_to_row(fake_metrics("fashionmnist/resnet18/paper/seed0", accuracy=0.64)), cpu / "results.csv")
+    export_results(cpu, dest)
+    rows = {r["run_key"]: float(r["top1"]) for r in read_results(dest / "results.csv")}
+    assert rows == {"cifar10/resnet18/paper/seed0": pytest.approx(14.0),
+                    "fashionmnist/resnet18/paper/seed0": pytest.approx(64.0)}
