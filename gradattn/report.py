@@ -126,6 +126,7 @@ def profile_label(profile: str) -> str:
 
 PROFILE_INDEPENDENT = "computed from the code; the same in every profile"
 PUBLISHED = "the paper's published numbers, from gradattn.paper"
+COMMITTED = "committed full-data runs in results/; model tags say how each departs from the paper's settings"
 
 
 def titled(title: str, profile: str | None, note: str | None = None) -> str:
