@@ -410,13 +410,16 @@ class DeviceLoader:
 # Speed helpers for the training loop: fast on CUDA, a plain fp32 eager fallback elsewhere.
 
 def resolve_device(device="auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
-    if device in (None, "auto"):
+    """'auto' (or None) -> cuda when available, else cpu; anything else must name a usable torch device."""
+    if device in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device} requested but CUDA is not available; use --device cpu or auto")
-    return device
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:<index>") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
+    return resolved
 
 
 def autocast_context(device, enabled: bool = True):

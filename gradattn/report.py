@@ -102,11 +102,9 @@ def resolve_data_root(data_root: str | os.PathLike | None = None) -> str:
 
 
 def resolve_device(device: str | None = "auto") -> str:
-    """"auto" -> "cuda" when a GPU is visible (Colab with a GPU runtime), else "cpu"."""
-    if device in (None, "", "auto"):
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
+    """"auto" -> "cuda" when a GPU is visible (Colab with a GPU runtime), else "cpu" (gradattn.fastdata)."""
+    from gradattn.fastdata import resolve_device as resolve
+    return str(resolve(device))
 
 
 def profile_label(profile: str) -> str:

@@ -271,15 +271,12 @@ def configure_determinism(deterministic: bool) -> None:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """gradattn.fastdata.resolve_device, with its errors as ConfigError (the CLI prints them, exit 2)."""
+    from gradattn.fastdata import resolve_device as resolve
     try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:<index>") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use --device cpu")
-    return resolved
+        return resolve(device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def device_name(device: torch.device) -> str:

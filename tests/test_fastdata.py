@@ -314,3 +314,11 @@ def test_augment_steps_agree_with_the_pil_pipeline_for_every_dataset():
         pil_steps = tuple(step_of[type(t)] for t in paper_transforms(info, train=True).transforms
                           if type(t) in step_of)
         assert fd.augment_steps(info) == pil_steps, name
+
+
+def test_resolve_device_names_the_fix_for_bad_or_unavailable_devices():
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        fd.resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
+            fd.resolve_device("cuda")
