@@ -361,24 +361,24 @@ def ensure_runs(profile: str, dataset: str, models=None, protocols=None, seeds=N
     outputs/runs, and read the finished ones (gradattn.train.sweep skips them). One line per run.
 
     ``None`` for models/protocols/seeds means the profile's grid. Returns run_experiment's dicts."""
-    import dataclasses
-
     from gradattn.profiles import get_profile
-    from gradattn.train import run_experiment
+    from gradattn.train import sweep
     log = log or _log
     prof = get_profile(profile)
+    models, protocols = list(models or prof.models), list(protocols or prof.protocols)
+    seeds = [int(s) for s in (seeds if seeds is not None else prof.seeds)]
+    total = len(models) * len(protocols) * len(prof.stems) * len(seeds)
+    clock = {"done": 0, "start": time.perf_counter()}
+
+    def log_run(result):
+        clock["done"] += 1
+        seconds, clock["start"] = time.perf_counter() - clock["start"], time.perf_counter()
+        how = "read (finished earlier)" if result.get("skipped") else f"trained in {seconds:.1f} s"
+        log(f"[{clock['done']}/{total}] {result['run_key']}: test top-1 {100 * result['test']['accuracy']:.2f} % "
+            f"({how})")
+
     base = profile_config(profile, dataset, device, data_root, epochs, **overrides)
-    grid = [dataclasses.replace(base, model=m, protocol=p, seed=int(s), stem=st)
-            for m in (models or prof.models) for p in (protocols or prof.protocols)
-            for st in prof.stems for s in (seeds if seeds is not None else prof.seeds)]
-    results = []
-    for i, cfg in enumerate(grid, 1):
-        t0 = time.perf_counter()
-        result = run_experiment(cfg)
-        how = "read (finished earlier)" if result.get("skipped") else f"trained in {time.perf_counter() - t0:.1f} s"
-        log(f"[{i}/{len(grid)}] {cfg.run_key}: test top-1 {100 * result['test']['accuracy']:.2f} % ({how})")
-        results.append(result)
-    return results
+    return sweep(base, models=models, protocols=protocols, seeds=seeds, stems=list(prof.stems), on_result=log_run)
 
 
 def run_table(results: list[dict]):
