@@ -68,6 +68,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                        f"{defaults.pipeline}: device-resident tensors; torch: the authors' DataLoader)")
     group.add_argument("--sample", action="store_true", default=None,
                        help="use the small embedded sample instead of the full dataset")
+    group.add_argument("--variant", help="dataset variant, e.g. cifar10 lossless4000 or jpeg4000 (the same "
+                       "4,000 training images, lossless or JPEG; corrected protocol); see gradattn.data.VARIANTS")
     group.add_argument("--max-train-samples", type=int, help="train on the first N training images only")
     group.add_argument("--model-option", action="append", type=_model_option, metavar="KEY=VALUE",
                        help="extra build_model option, repeatable (e.g. d_model=32)")
@@ -91,7 +93,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 _TRAINING_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "lr_patience", "min_lr",
-                    "early_stopping_patience", "paper_defects", "pipeline", "sample", "max_train_samples",
+                    "early_stopping_patience", "paper_defects", "pipeline", "sample", "variant", "max_train_samples",
                     "gradflow_batches", "grad_sample_every", "split_seed", "device", "deterministic", "num_workers", "data_root",
                     "download", "out_dir", "progress")
 

@@ -580,31 +580,87 @@ def collect_results(profile: str, root: Path | None = None):
     if not frames:
         return pd.DataFrame(columns=["run_key", "dataset", "model", "protocol", "seed", "top1", "provenance"])
     df = pd.concat(frames, ignore_index=True).drop_duplicates("run_key", keep="first")
+    from gradattn.results import run_setting
+    df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], df["model_tag"].fillna(df["model"]))]
     sample = df["is_sample"].astype(str).str.lower().isin(("true", "1"))
     return df[sample if profile == "quick" else ~sample].reset_index(drop=True)
 
 
+RUN_GROUP = ("dataset", "model", "setting", "protocol")
+PAIR_GROUP = ("dataset", "protocol", "setting")
+
+
 def results_beside_paper(df):
-    """Per dataset x model x protocol: our mean ± 95 % CI over seeds (n) beside the paper's single run."""
+    """Per dataset x model x setting x protocol: our mean ± 95 % CI over seeds (n) beside the paper's
+    single run. `setting` (gradattn.results.run_setting) keeps e.g. 8-epoch and small-stem runs apart."""
     import pandas as pd
 
     from gradattn import paper, stats
     if df.empty:
         return pd.DataFrame()
-    summary = stats.summarize(df, by=("dataset", "model", "protocol"), value="top1")
+    by = [c for c in RUN_GROUP if c in df.columns]
+    summary = stats.summarize(df, by=by, value="top1")
+    if "setting" not in summary:
+        summary["setting"] = ""
+    summary["run"] = [m + (f"-{st}" if st else "") for m, st in zip(summary["model"], summary["setting"])]
     summary["paper top-1"] = [paper.paper_top1(d, m) for d, m in zip(summary["dataset"], summary["model"])]
     if "provenance" in df:
-        source = df.groupby(["dataset", "model", "protocol"])["provenance"].agg(
-            lambda p: " + ".join(sorted({v.split(" (")[0] for v in p})))
-        summary["runs from"] = [source.get((d, m, p), "") for d, m, p in
-                                zip(summary["dataset"], summary["model"], summary["protocol"])]
+        source = df.groupby(by)["provenance"].agg(lambda p: " + ".join(sorted({v.split(" (")[0] for v in p})))
+        summary["runs from"] = [source.get(tuple(row), "") for row in summary[by].itertuples(index=False)]
     else:
         summary["runs from"] = ""
     summary["ours: mean ± 95 % CI"] = [
         f"{m:.2f}" + ("" if n < 2 else f" ± {h:.2f}") + f" (n={n})"
         for m, h, n in zip(summary["mean"], summary["half_width"], summary["n"])]
-    return summary[["dataset", "model", "protocol", "ours: mean ± 95 % CI", "paper top-1", "runs from", "mean",
-                    "ci_low", "ci_high", "n"]]
+    return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "paper top-1", "runs from",
+                    "run", "mean", "ci_low", "ci_high", "n"]]
+
+
+def paired_table(df, baseline: str = "resnet18"):
+    """Paired difference (model − baseline, points) per dataset, protocol and setting, matched on seed."""
+    from gradattn import stats
+    by = [c for c in PAIR_GROUP if c in df.columns]
+    return stats.paired_vs_baseline(df, baseline=baseline, by=by) if len(df) else df.iloc[0:0]
+
+
+CIFAR_4000 = ("lossless4000", "jpeg4000")
+
+
+def jpeg_cost_table(df):
+    """What the JPEG copy of CIFAR-10 costs: the same 4,000 training images, lossless vs JPEG re-encoded
+    (variants of gradattn.data), per model and setting, and the paired difference lossless − JPEG."""
+    import pandas as pd
+
+    from gradattn import stats
+    from gradattn.results import run_setting
+    if df.empty or "variant" not in df:
+        return pd.DataFrame()
+    runs = df[df["variant"].isin(CIFAR_4000)].copy()
+    if runs.empty:
+        return pd.DataFrame()
+    runs["common"] = [run_setting(m, t).replace(v, "").strip("-") for m, t, v in
+                      zip(runs["model"], runs["model_tag"], runs["variant"])]
+    rows = []
+    for (model, common, protocol), group in runs.groupby(["model", "common", "protocol"], sort=True):
+        side = {v: group[group["variant"] == v] for v in CIFAR_4000}
+        row = {"model": model, "setting": common, "protocol": protocol}
+        for v in CIFAR_4000:
+            if len(side[v]):
+                ci = stats.mean_ci(side[v]["top1"].tolist())
+                row[f"{v} top-1"] = f"{ci['mean']:.2f}" + ("" if ci["n"] < 2 else f" ± {ci['half_width']:.2f}") \
+                    + f" (n={ci['n']})"
+            else:
+                row[f"{v} top-1"] = "not run"
+        try:
+            diff = stats.paired_difference(side["lossless4000"]["top1"].tolist(), side["jpeg4000"]["top1"].tolist(),
+                                           side["lossless4000"]["seed"].tolist(), side["jpeg4000"]["seed"].tolist())
+            row.update({"lossless − JPEG (points)": round(diff["mean"], 2), "ci_low": round(diff["ci_low"], 2),
+                        "ci_high": round(diff["ci_high"], 2), "pairs": diff["n"],
+                        "excludes_zero": diff["excludes_zero"]})
+        except ValueError:
+            row.update({"lossless − JPEG (points)": None, "pairs": 0})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def claim_verdicts(df, profile: str):
@@ -622,7 +678,7 @@ def claim_verdicts(df, profile: str):
     if full.empty:
         rows.append(("wins_5_of_8", "not tested here", "", why_quick))
     else:
-        pairs = stats.paired_vs_baseline(full[full["protocol"] == "paper"], baseline="resnet18")
+        pairs = paired_table(full[full["protocol"] == "paper"])
         datasets = sorted(full["dataset"].unique())
         wins = sorted({d for d, m, lo in zip(pairs.get("dataset", []), pairs.get("model", []),
                                                pairs.get("ci_low", [])) if m in paper.GRADATTN_MODELS and lo > 0})
@@ -640,7 +696,7 @@ def claim_verdicts(df, profile: str):
         rows.append(("fmnist_plus_11_07", "not tested here", "",
                      why_quick if profile == "quick" else "no full Fashion-MNIST runs present"))
     else:
-        pairs = stats.paired_vs_baseline(fm, baseline="resnet18")
+        pairs = paired_table(fm)
         pairs = pairs[pairs["model"].isin(paper.GRADATTN_MODELS)] if not pairs.empty else pairs
         if pairs.empty:
             rows.append(("fmnist_plus_11_07", "not tested here", "", "no paired ResNet-18 / GradAttn seeds"))
@@ -681,18 +737,29 @@ def claim_verdicts(df, profile: str):
                          + ("; quick profile: sample data" if profile == "quick" else "")))
 
     # PE dataset-dependence
-    pe = full[full["model"].isin(("gradattn_nope", "gradattn_lpe", "gradattn_rope"))] if not full.empty else full
-    if pe.empty or pe["dataset"].nunique() < 2:
+    pe_models = ("gradattn_nope", "gradattn_lpe", "gradattn_rope")
+    pe = full[full["model"].isin(pe_models)] if not full.empty else full
+    winners = {}                                  # protocol -> {dataset: best PE model}
+    if not pe.empty:
+        by = [c for c in ("protocol", "setting", "dataset") if c in pe.columns]
+        summary = stats.summarize(pe, by=(*by, "model"), value="top1")
+        for key, group in summary.groupby(by, sort=True):
+            key = key if isinstance(key, tuple) else (key,)
+            if set(group["model"]) == set(pe_models):          # all three, same protocol and setting
+                best = group.sort_values("mean", ascending=False).iloc[0]
+                winners.setdefault(key[0], {})[key[-1]] = best["model"]
+    compared = {p: w for p, w in winners.items() if len(w) >= 2}
+    if not compared:
         rows.append(("pe_dataset_dependent", "not tested here", "",
-                     why_quick if profile == "quick" else "needs the PE study on at least two datasets"))
+                     why_quick if profile == "quick" else
+                     "needs all three PE variants, same protocol and setting, on at least two datasets"))
     else:
-        best = (stats.summarize(pe, by=("dataset", "model"), value="top1")
-                .sort_values("mean", ascending=False).groupby("dataset").head(1))
-        winners = dict(zip(best["dataset"], best["model"]))
-        verdict = "reproduced" if len(set(winners.values())) > 1 else "not reproduced"
-        rows.append(("pe_dataset_dependent", verdict, "; ".join(f"{d}: {m}" for d, m in winners.items()),
-                     "best PE variant (equal capacity, d=256) per dataset by mean top-1; whether the "
-                     "differences exceed seed noise is in 04_pe_study"))
+        verdict = "reproduced" if any(len(set(w.values())) > 1 for w in compared.values()) else "not reproduced"
+        evidence = "; ".join(f"{p}: " + ", ".join(f"{d} {m}" for d, m in sorted(w.items()))
+                             for p, w in sorted(compared.items()))
+        rows.append(("pe_dataset_dependent", verdict, evidence,
+                     "best PE variant (equal capacity, d=256) per dataset by mean top-1, within one protocol "
+                     "and setting; whether the differences exceed seed noise is in 04_pe_study"))
     table = pd.DataFrame(rows, columns=["claim", "verdict", "evidence", "why"])
     table.insert(1, "statement", [paper.CLAIMS[c] for c in table["claim"]])
     return table

@@ -20,8 +20,8 @@ from gradattn.fileio import atomic_write_text
 from gradattn.train import read_json
 
 RESULT_COLUMNS = (
-    "run_key", "dataset", "model", "model_tag", "protocol", "seed", "stem", "paper_defects", "pipeline",
-    "is_sample", "data_source", "epochs", "best_epoch", "best_val", "last_val", "top1", "top3", "top5",
+    "run_key", "dataset", "model", "model_tag", "protocol", "seed", "stem", "variant", "paper_defects",
+    "pipeline", "is_sample", "data_source", "epochs", "best_epoch", "best_val", "last_val", "top1", "top3", "top5",
     "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1",
     "mean_confidence", "std_confidence", "entropy", "ece", "loss", "num_test", "train_time_s", "params",
     "health_score_faithful", "health_score_corrected", "num_dead_layers", "device", "torch_version",
@@ -45,7 +45,7 @@ def metrics_to_row(metrics: dict) -> dict:
     """One results-table row from a run's metrics.json content."""
     test = metrics.get("test", {})
     row = {key: metrics.get(key) for key in ("run_key", "dataset", "model", "model_tag", "protocol", "seed",
-                                             "stem", "paper_defects", "pipeline", "is_sample", "data_source",
+                                             "stem", "variant", "paper_defects", "pipeline", "is_sample", "data_source",
                                              "best_epoch", "num_test", "train_time_s", "params",
                                              "health_score_faithful", "health_score_corrected", "device",
                                              "torch_version", "git_commit")}
@@ -124,6 +124,15 @@ def load_results(path: str | os.PathLike = "outputs/results.csv"):
     if not path.exists():
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
     return pd.read_csv(path)
+
+
+def run_setting(model: str, model_tag: str) -> str:
+    """What a run changed besides the model: its tag without the model name ("" for the paper's settings),
+    e.g. "cifarstem-e8" or "jpeg4000-e20". Runs are only averaged or paired within one setting."""
+    model, model_tag = str(model), str(model_tag)
+    if model_tag == model:
+        return ""
+    return model_tag[len(model) + 1:] if model_tag.startswith(model + "-") else model_tag
 
 
 def history_file_name(run_key: str) -> str:

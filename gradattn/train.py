@@ -86,6 +86,7 @@ class TrainConfig:
     dataset: str = "fashionmnist"
     model: str = "resnet18"
     protocol: str = "corrected"          # "paper": authors' splits; "corrected": fixed splits
+    variant: str | None = None           # a dataset variant (gradattn.data.VARIANTS), e.g. cifar10 "jpeg4000"
     seed: int = 0                        # init, shuffling, augmentation, dropout
     stem: str = PAPER_STEM               # "imagenet" (paper, every dataset) or "cifar"
     model_options: dict = field(default_factory=dict)   # passed to build_model, e.g. {"d_model": 32}
@@ -137,6 +138,16 @@ class TrainConfig:
             raise ConfigError(f"grad_sample_every must be >= 0, got {self.grad_sample_every}")
         if self.gradflow_batches < 0:
             raise ConfigError(f"gradflow_batches must be >= 0, got {self.gradflow_batches}")
+        if self.variant is not None:
+            from gradattn.data import VARIANTS
+            allowed = VARIANTS.get(self.dataset, {})
+            if self.variant not in allowed:
+                raise ConfigError(f"unknown variant {self.variant!r} for {self.dataset}; "
+                                  f"valid: {', '.join(allowed) or 'none'}")
+            if self.sample:
+                raise ConfigError("the embedded sample has no variants; drop --sample or --variant")
+            if self.variant in ("lossless4000", "jpeg4000") and self.protocol != "corrected":
+                raise ConfigError(f"variant {self.variant} is defined for the corrected protocol only")
         if self.paper_defects is not None and not isinstance(self.paper_defects, bool):
             raise ConfigError(f"paper_defects must be True, False or None, got {self.paper_defects!r}")
         if not isinstance(self.model_options, dict):
@@ -159,6 +170,8 @@ class TrainConfig:
     @property
     def model_tag(self) -> str:
         parts = [self.model]
+        if self.variant is not None:
+            parts.append(self.variant)
         if self.stem != PAPER_STEM:
             parts.append(f"{self.stem}stem")
         for key, value in sorted(self.model_options.items()):
@@ -762,7 +775,8 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     device = resolve_device(cfg.device)
     configure_determinism(cfg.deterministic)
     splits = load_splits(cfg.dataset, protocol=cfg.protocol, root=cfg.data_root, seed=cfg.split_seed,
-                         sample=cfg.sample, download=cfg.download, paper_defects=cfg.defects)
+                         sample=cfg.sample, download=cfg.download, paper_defects=cfg.defects,
+                         variant=cfg.variant)
     splits = limit_train_split(splits, cfg.max_train_samples)
     info = splits.info
 
@@ -796,7 +810,8 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     history = result.history
     metrics = {
         "run_key": cfg.run_key, "dataset": cfg.dataset, "model": cfg.model, "model_tag": cfg.model_tag,
-        "protocol": cfg.protocol, "seed": cfg.seed, "stem": cfg.stem, "model_options": cfg.model_options,
+        "protocol": cfg.protocol, "seed": cfg.seed, "stem": cfg.stem, "variant": cfg.variant,
+        "model_options": cfg.model_options,
         "paper_defects": cfg.defects, "pipeline": cfg.pipeline, "is_sample": bool(splits.is_sample),
         "data_source": str(splits.source), "num_train": int(len(splits.train.labels)),
         "num_val": int(len(splits.val.labels)), "num_test": int(len(splits.test.labels)),

@@ -38,11 +38,48 @@ def findings_table(path: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+def findings_pairs(path: Path = RESULTS) -> str:
+    """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds) and the
+    cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
+    import pandas as pd
+
+    from gradattn.report import jpeg_cost_table, paired_table
+    from gradattn.results import load_results, run_setting
+
+    if not Path(path).exists():
+        return "_No full-data runs committed yet (`results/results.csv`)._"
+    df = load_results(path)
+    df = df[~df["is_sample"].astype(str).str.lower().isin(("true", "1"))].copy()
+    if df.empty:
+        return "_No full-data runs committed yet (`results/results.csv`)._"
+    df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], df["model_tag"])]
+    if "variant" not in df:
+        df["variant"] = None
+    pairs = paired_table(df[df["variant"].isna()], baseline="resnet18")
+    lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI |",
+             "|---|---|---|---|---:|---:|---|"]
+    for r in pairs.itertuples(index=False) if len(pairs) else []:
+        ci = "n/a (one seed)" if r.n < 2 else f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+        lines.append(f"| {r.dataset} | {r.protocol} | `{r.setting or 'paper'}` | {r.model} | {r.n} | "
+                     f"{r.mean:+.2f} | {ci} |")
+    out = "\n".join(lines) if len(pairs) else "_No paired runs (a model and ResNet-18 with the same seed) yet._"
+    cost = jpeg_cost_table(df)
+    if len(cost):
+        out += ("\n\nCIFAR-10, the same 4,000 training images lossless vs JPEG re-encoded (test top-1 %):\n\n"
+                "| model | setting | lossless | JPEG | lossless − JPEG (points) | 95 % CI |\n|---|---|---|---|---:|---|")
+        for r in cost.to_dict("records"):
+            diff = r.get("lossless − JPEG (points)")
+            ci = ("n/a" if diff is None or pd.isna(r.get("ci_low")) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]")
+            out += (f"\n| {r['model']} | `{r['setting'] or 'paper'}` | {r['lossless4000 top-1']} | {r['jpeg4000 top-1']} | "
+                    f"{'' if diff is None else f'{diff:+.2f}'} | {ci} |")
+    return out
+
+
 def generated_blocks() -> dict[str, str]:
     from gradattn.models import format_model_table
 
     return {"models-table": "\n\n".join([format_model_table(10, 3), format_model_table(10, 1)]),
-            "findings-table": findings_table()}
+            "findings-table": findings_table(), "findings-pairs": findings_pairs()}
 
 
 def render(text: str, blocks: dict[str, str]) -> str:

@@ -45,6 +45,8 @@ def test_wrong_model_name_is_one_line_exit_2(tmp_path):
     (["sweep", "--models", "resnet18,gradattn_xl", "--sample"], "gradattn_xl"),
     (["sweep", "--profile", "huge"], "huge"),
     (["train", "--model", "resnet18", "--model-option", "d_model=32"], "d_model"),
+    (["train", "--dataset", "cifar10", "--variant", "png4000"], "png4000"),
+    (["train", "--dataset", "cifar10", "--protocol", "paper", "--variant", "jpeg4000"], "corrected protocol"),
 ])
 def test_wrong_names_exit_2_with_one_line(argv, named, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path)]) == 2

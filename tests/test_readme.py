@@ -40,3 +40,28 @@ def test_findings_table_groups_seeds_and_sets_the_paper_beside(tmp_path):
     cells = [c.strip() for c in row[0].strip("|").split("|")]
     assert cells[3] == "2" and cells[5] == "91.00 ± 12.71" and cells[6] == "64.11"   # t(0.975, 1) = 12.706
     assert updater.findings_table(tmp_path / "absent.csv").startswith("_No full-data runs")
+
+
+def test_findings_pairs_match_seeds_within_a_setting_and_report_the_jpeg_cost(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    path = tmp_path / "results.csv"
+    base = {"dataset": "cifar10", "protocol": "corrected", "is_sample": False, "epochs": 20, "best_epoch": 9,
+            "device": "cpu"}
+    for seed, (r18, lpe) in enumerate(((80.0, 81.0), (82.0, 84.0), (81.0, 82.0))):
+        for model, top1 in (("resnet18", r18), ("gradattn_lpe", lpe)):
+            append_result({**base, "run_key": f"cifar10/{model}-e20/corrected/seed{seed}", "model": model,
+                           "model_tag": f"{model}-e20", "seed": seed, "top1": top1}, path)
+        for variant, top1 in (("lossless4000", 50.0 + seed), ("jpeg4000", 49.0 + seed)):
+            append_result({**base, "run_key": f"cifar10/resnet18-{variant}-e20/corrected/seed{seed}",
+                           "model": "resnet18", "model_tag": f"resnet18-{variant}-e20", "variant": variant,
+                           "seed": seed, "top1": top1}, path)
+    text = updater.findings_pairs(path)
+    pair_rows = [line for line in text.splitlines() if "| gradattn_lpe |" in line]
+    assert len(pair_rows) == 1                       # the 4,000-image variants are not paired with full data
+    cells = [c.strip() for c in pair_rows[0].strip("|").split("|")]
+    assert cells[2] == "`e20`" and cells[4] == "3" and cells[5] == "+1.33"
+    jpeg_rows = [line for line in text.splitlines() if line.startswith("| resnet18 |")]
+    assert len(jpeg_rows) == 1 and "+1.00" in jpeg_rows[0] and "(n=3)" in jpeg_rows[0]
+    assert updater.findings_pairs(tmp_path / "absent.csv").startswith("_No full-data runs")

@@ -44,3 +44,61 @@ def test_health_gap_that_vanishes_with_the_right_denominator_is_not_reproduced()
     v = verdicts(runs(fmnist("corrected", [92.1], [92.4], seeds=(0,))))
     assert v["controlled_instabilities"] == "not reproduced"
     assert v["wins_5_of_8"] == "not tested here"          # one dataset of eight
+
+
+def tagged(rows):
+    """Rows as collect_results gives them: model_tag and the setting derived from it."""
+    from gradattn.results import run_setting
+    df = pd.DataFrame(rows, columns=["dataset", "model", "model_tag", "protocol", "seed", "top1", "variant"])
+    df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], df["model_tag"])]
+    return df
+
+
+def test_settings_are_averaged_and_paired_apart():
+    from gradattn.report import paired_table, results_beside_paper
+    rows = []
+    for seed in (0, 1, 2):
+        rows += [("cifar10", "resnet18", "resnet18-e8", "corrected", seed, 70.0 + seed, None),
+                 ("cifar10", "gradattn_lpe", "gradattn_lpe-e8", "corrected", seed, 71.0 + seed, None),
+                 ("cifar10", "resnet18", "resnet18-cifarstem-e8", "corrected", seed, 85.0 + seed, None),
+                 ("cifar10", "gradattn_lpe", "gradattn_lpe-cifarstem-e8", "corrected", seed, 83.0 + seed, None)]
+    df = tagged(rows)
+    beside = results_beside_paper(df)
+    assert sorted(beside["run"]) == ["gradattn_lpe-cifarstem-e8", "gradattn_lpe-e8", "resnet18-cifarstem-e8",
+                                     "resnet18-e8"]
+    assert beside.set_index("run").loc["resnet18-cifarstem-e8", "mean"] == pytest.approx(86.0)
+    pairs = paired_table(df).set_index("setting")
+    assert pairs.loc["e8", "mean"] == pytest.approx(1.0) and pairs.loc["e8", "n"] == 3
+    assert pairs.loc["cifarstem-e8", "mean"] == pytest.approx(-2.0)
+
+
+def test_jpeg_cost_pairs_lossless_and_jpeg_by_seed():
+    from gradattn.report import jpeg_cost_table
+    rows = [("cifar10", "resnet18", f"resnet18-{v}-e20", "corrected", seed, acc, v)
+            for v, accs in (("lossless4000", [50.0, 52.0, 51.0]), ("jpeg4000", [49.0, 50.5, 50.5]))
+            for seed, acc in zip((0, 1, 2), accs)]
+    rows.append(("cifar10", "resnet18", "resnet18-e20", "corrected", 0, 80.0, None))   # full data: not part of it
+    table = jpeg_cost_table(tagged(rows))
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["setting"] == "e20" and row["pairs"] == 3
+    assert row["lossless − JPEG (points)"] == pytest.approx(1.0)
+    assert row["lossless4000 top-1"].startswith("51.00 ±") and row["jpeg4000 top-1"].endswith("(n=3)")
+    assert jpeg_cost_table(tagged(rows[-1:])).empty
+
+
+def test_pe_claim_compares_the_three_variants_within_one_protocol_and_setting():
+    def pe_rows(dataset, accs, protocol="paper"):
+        return [(dataset, m, m, protocol, s, a + s / 10, None, 1.0, 1.0, 0, False)
+                for m, a in zip(("gradattn_nope", "gradattn_lpe", "gradattn_rope"), accs) for s in (0, 1)]
+    cols = ["dataset", "model", "model_tag", "protocol", "seed", "top1", "variant", "health_score_faithful",
+            "health_score_corrected", "num_dead_layers", "is_sample"]
+    differ = pd.DataFrame(pe_rows("cifar10", [60, 61, 62]) + pe_rows("svhn", [90, 89, 88]), columns=cols)
+    differ["setting"] = ""
+    assert verdicts(differ)["pe_dataset_dependent"] == "reproduced"
+    same = pd.DataFrame(pe_rows("cifar10", [60, 61, 62]) + pe_rows("svhn", [88, 89, 90]), columns=cols)
+    same["setting"] = ""
+    assert verdicts(same)["pe_dataset_dependent"] == "not reproduced"
+    split = pd.DataFrame(pe_rows("cifar10", [60, 61, 62]) + pe_rows("svhn", [90, 89, 88], "corrected"), columns=cols)
+    split["setting"] = ""
+    assert verdicts(split)["pe_dataset_dependent"] == "not tested here"

@@ -238,6 +238,43 @@ def test_config_resolves_defects_and_tags_runs_apart():
     assert TrainConfig(model="resnet18", stem="cifar", sample=True).model_tag == "resnet18-cifarstem-sample"
     assert TrainConfig(dataset="Fashion-MNIST").dataset == "fashionmnist"
     assert TrainConfig(seed=3).run_key == "fashionmnist/resnet18/corrected/seed3"
+    jpeg = TrainConfig(dataset="cifar10", variant="jpeg4000", epochs=20)
+    assert jpeg.model_tag == "resnet18-jpeg4000-e20"
+    assert jpeg.identity() != TrainConfig(dataset="cifar10", variant="lossless4000", epochs=20).identity()
+    # configs written before `variant` existed still resume as the same run
+    old = {k: v for k, v in TrainConfig(dataset="cifar10").to_dict().items() if k != "variant"}
+    assert TrainConfig.from_dict(old).identity() == TrainConfig(dataset="cifar10").identity()
+
+
+@pytest.mark.parametrize("bad, named", [
+    ({"dataset": "cifar10", "variant": "png4000"}, "png4000"),
+    ({"dataset": "fashionmnist", "variant": "jpeg4000"}, "valid: none"),
+    ({"dataset": "cifar10", "variant": "jpeg4000", "protocol": "paper"}, "corrected protocol only"),
+    ({"dataset": "fashionmnist", "variant": "64", "sample": True}, "variant"),
+])
+def test_config_rejects_a_variant_the_dataset_lacks(bad, named):
+    with pytest.raises(ConfigError, match=named):
+        TrainConfig(**bad)
+
+
+def test_run_experiment_reads_the_configured_variant(tmp_path, monkeypatch):
+    import gradattn.data as data
+    from gradattn.train import run_experiment
+
+    asked = []
+
+    def fake_load_splits(name, **kwargs):
+        asked.append((name, kwargs["variant"]))
+        return real_load_splits("fashionmnist", protocol="corrected", sample=True)
+
+    real_load_splits = data.load_splits
+    monkeypatch.setattr(data, "load_splits", fake_load_splits)
+    cfg = TrainConfig(dataset="cifar10", model="plain18", variant="lossless4000", epochs=1, max_train_samples=32,
+                      gradflow_batches=0, out_dir=str(tmp_path), progress=False, device="cpu")
+    run_experiment(cfg)
+    assert asked == [("cifar10", "lossless4000")]
+    assert json.loads((cfg.run_dir / "metrics.json").read_text())["variant"] == "lossless4000"
+    assert "resnet18" not in cfg.run_key and "plain18-lossless4000" in cfg.run_key
 
 
 @pytest.mark.parametrize("bad", [{"dataset": "mnist"}, {"protocol": "faithful"}, {"pipeline": "dali"},
@@ -370,3 +407,33 @@ def test_gradient_norms_are_sampled_during_training_into_gradnorms_csv(tmp_path)
     assert len(first_conv) == 4 and all(float(r["grad_norm"]) > 0 for r in first_conv)
     # grad_sample_every only observes: it is not part of the run's identity
     assert cfg.identity() == TrainConfig(**{**cfg.to_dict(), "grad_sample_every": 0}).identity()
+
+
+def test_run_experiment_under_bf16_autocast_end_to_end(tmp_path, monkeypatch):
+    """CUDA runs train under bf16 autocast; CPU autocast stands in for it here, so a dtype slip anywhere
+    on that path (loss, evaluation logits, metrics, gradient norms, gradient flow) fails on CI, not on a GPU."""
+    import contextlib
+
+    from gradattn import fastdata
+    from gradattn.train import run_experiment
+
+    entered = []
+
+    def cpu_bf16(device, enabled=True):
+        entered.append(torch.device(device).type)
+        return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+    monkeypatch.setattr(fastdata, "autocast_context", cpu_bf16)
+    cfg = TrainConfig(dataset="fashionmnist", model="gradattn_rope", protocol="corrected", sample=True,
+                      epochs=1, max_train_samples=64, batch_size=16, gradflow_batches=1, grad_sample_every=2,
+                      out_dir=str(tmp_path), progress=False, device="cpu")
+    row = run_experiment(cfg)
+    assert entered and set(entered) == {"cpu"}
+    metrics = json.loads((cfg.run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert all(torch.isfinite(torch.tensor(float(v))) for k, v in metrics["test"].items()
+               if isinstance(v, (int, float)))
+    assert row["health_score_corrected"] is not None
+    with open(cfg.run_dir / "gradnorms.csv") as handle:
+        norms = [float(r["grad_norm"]) for r in csv.DictReader(handle)]
+    assert norms and all(n == n and n >= 0 for n in norms)

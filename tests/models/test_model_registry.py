@@ -145,3 +145,17 @@ def test_kaiming_init_option_reaches_every_family():
     assert linear2.weight.std().item() == pytest.approx(0.01, rel=0.05) and torch.all(linear2.bias == 0)
     default = build_model("gradattn_nope", 10)
     assert default.encoder[0].linear2.weight.std().item() > 0.02      # default: U(+-1/sqrt(512))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gradattn_lpe", "gradattn_rope"])
+def test_models_trace_into_one_graph_for_torch_compile(name):
+    """`--compile` on CUDA should compile each model whole: a graph break would leave eager islands and
+    an untimed recompile in the benchmark. Dynamo's eager backend checks the trace without code generation."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = build_model(name, num_classes=10, in_chans=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x))
