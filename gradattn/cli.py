@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--data-root", help="folder holding the datasets")
     prepare = data_commands.add_parser("prepare", help="convert/download datasets into the canonical format")
     prepare.add_argument("--data-root", help="folder holding the datasets")
-    prepare.add_argument("--shared", action="store_true", help="also look in the shared dataset folders")
+    prepare.add_argument("--shared", metavar="PATH",
+                         help="folder holding the shared data files (fashion_mnist/, cifar10/, tiny_imagenet/; "
+                              "see ../shared/data/README.md); default: ../shared/data beside the repository")
 
     train = commands.add_parser(
         "train", help="train, test and analyse one configuration",

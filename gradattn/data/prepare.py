@@ -26,6 +26,7 @@ import numpy as np
 
 from ..fileio import atomic_write_bytes
 from .formats import FASHION_FILES, TINY_DIR
+from .errors import DatasetNotFoundError
 from .sources import CIFAR_LOSSLESS, MANIFEST, SYSTEM_FASHION_MNIST, data_root, read_manifest, write_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -219,6 +220,9 @@ def cli_prepare(root=None, shared=None, *, use_apt: bool = True, datasets=PREPAR
         raise ValueError(f"cannot prepare {sorted(unknown)}; `make data` knows {', '.join(PREPARERS)}")
     root = data_root(root)
     shared = Path(shared) if shared is not None else default_shared()
+    if shared is not None and not shared.is_dir():
+        raise DatasetNotFoundError(f"shared data folder {shared} does not exist; pass the folder that holds "
+                                   "fashion_mnist/, cifar10/ and tiny_imagenet/ (--shared PATH)")
     print(f"data root: {root}; shared data: {shared or 'none found'}")
     root.mkdir(parents=True, exist_ok=True)
     readme = REPO_ROOT / "data" / "README.md"

@@ -182,6 +182,21 @@ def test_prepare_builds_canonical_layouts_idempotently(tmp_path, rng, monkeypatc
         load_splits("cifar10", "paper", root=root, variant="lossless4000")
 
 
+def test_cli_data_prepare_reads_the_shared_folder_it_is_given(tmp_path, rng, capsys, no_system_package):
+    """`make data` / `python -m gradattn data prepare [--shared PATH]` from the command line."""
+    from gradattn.cli import main
+
+    write_fake_shared(tmp_path / "shared", rng)
+    root = tmp_path / "root"
+    assert main(["data", "prepare", "--data-root", str(root), "--shared", str(tmp_path / "shared")]) == 0
+    assert (root / "cifar10" / "train" / "airplane" / "00000.jpg").is_file()
+    assert (root / "fashionmnist" / "MANIFEST.json").is_file() and (root / "tinyimagenet" / "MANIFEST.json").is_file()
+    capsys.readouterr()
+    assert main(["data", "prepare", "--data-root", str(root), "--shared", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nowhere" in err and "--shared" in err
+
+
 def test_prepare_leaves_foreign_folders_alone(tmp_path, rng, capsys, no_system_package):
     write_fake_shared(tmp_path / "shared", rng)
     WRITERS["cifar10"](tmp_path / "root", rng)
