@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test paper html lab clean data models readme
+.PHONY: install test paper html lab clean data models readme packs
 
 install: $(STAMP)
 
@@ -39,6 +39,11 @@ models: $(STAMP)
 data: $(STAMP)
 	$(PY) -m gradattn data prepare $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 	$(PY) -m gradattn data status $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+# Data packs that fit one GPU-machine call (docs/gpu_runbook.md); jpegtran re-codes Tiny ImageNet losslessly.
+packs: $(STAMP)
+	command -v jpegtran >/dev/null || apt-get install -y libjpeg-turbo-progs
+	$(PY) scripts/pack_for_device.py
 
 # Regenerate README.md's generated blocks (the model table); tests/test_readme.py checks them.
 readme: $(STAMP)

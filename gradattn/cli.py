@@ -6,6 +6,7 @@
     python -m gradattn train --dataset fashionmnist --model resnet18 --sample --epochs 3
     python -m gradattn sweep --profile quick
     python -m gradattn sweep --datasets svhn,pcam --models resnet18,gradattn_lpe --seeds 42,43,44
+    python -m gradattn sweep --profile paper --shard 0/4 &  ...  --shard 3/4 &   # 4 processes, one GPU
     python -m gradattn export
 
 A wrong name (dataset, model, protocol, ...) or an absent dataset prints one line on stderr and exits
@@ -30,6 +31,17 @@ def _int_list(text: str) -> list[int]:
         return [int(item) for item in _comma_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        k, n = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/4, got {text!r}") from None
+    if not sep or n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 0 <= K < N, got {text!r}")
+    return k, n
 
 
 def _model_option(text: str) -> tuple[str, object]:
@@ -151,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--stems", type=_comma_list, help="comma list of imagenet,cifar")
     sweep.add_argument("--skip-missing", action="store_true",
                        help="report datasets that are not on disk instead of stopping")
+    sweep.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                       help="run only configurations K, K+N, K+2N, ... of the grid (0 <= K < N): start N "
+                            "processes with K = 0..N-1 to share one GPU (default 0/1: all)")
     _add_training_options(sweep)
 
     export = commands.add_parser("export", help="copy results.csv and every run's history into results/")
@@ -199,7 +214,7 @@ def _run_sweep(args) -> int:
             grid[name] = getattr(args, name)
     grid = {name: list(values) for name, values in grid.items()}
     sweep(base, skip_missing=args.skip_missing, on_result=lambda result: print(_describe(result), flush=True),
-          **grid)
+          shard=args.shard, **grid)
     return 0
 
 

@@ -832,18 +832,24 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
 
 
 def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
-          skip_missing: bool = False, on_result=None) -> list[dict]:
+          skip_missing: bool = False, on_result=None, shard: tuple[int, int] = (0, 1)) -> list[dict]:
     """Run the grid datasets x models x protocols x stems x seeds (None: base_cfg's value).
 
     Finished runs are skipped, interrupted ones resume. With `skip_missing`, a dataset that is not on
     disk is reported ({"dataset", "skipped_missing": message}) instead of stopping the sweep.
-    `on_result(result)` is called as each run ends (the CLI prints a line)."""
+    `on_result(result)` is called as each run ends (the CLI prints a line).
+    `shard=(k, n)` runs only every n-th configuration starting at k: n processes with k = 0..n-1 share
+    one GPU (small models leave most of an H100 idle) and together run the grid exactly once."""
     from gradattn.data.errors import DatasetNotFoundError
 
+    index, count = shard
+    if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 0 <= index < count):
+        raise ConfigError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
     grid = [dataclasses.replace(base_cfg, dataset=d, model=m, protocol=p, stem=st, seed=s)
             for d in (datasets or [base_cfg.dataset]) for m in (models or [base_cfg.model])
             for p in (protocols or [base_cfg.protocol]) for st in (stems or [base_cfg.stem])
             for s in (seeds if seeds is not None else [base_cfg.seed])]
+    grid = grid[index::count]
     for cfg in grid:
         check_model_name(cfg.model, cfg.model_options)
     results, missing = [], {}

@@ -437,3 +437,35 @@ def test_run_experiment_under_bf16_autocast_end_to_end(tmp_path, monkeypatch):
     with open(cfg.run_dir / "gradnorms.csv") as handle:
         norms = [float(r["grad_norm"]) for r in csv.DictReader(handle)]
     assert norms and all(n == n and n >= 0 for n in norms)
+
+
+def test_shards_of_a_sweep_run_the_grid_exactly_once(monkeypatch):
+    import gradattn.train as train
+
+    ran = []
+    monkeypatch.setattr(train, "run_experiment", lambda cfg: ran.append(cfg.run_key) or {"run_key": cfg.run_key})
+    grid = dict(models=["resnet18", "gradattn_lpe", "gradattn_rope"], protocols=["paper", "corrected"],
+                seeds=[0, 1, 2])
+    train.sweep(TrainConfig(), **grid)
+    whole, ran[:] = list(ran), []
+    shards = []
+    for k in range(4):
+        train.sweep(TrainConfig(), shard=(k, 4), **grid)
+        shards.append(list(ran))
+        ran.clear()
+    assert len(whole) == 18 and sorted(sum(shards, [])) == sorted(whole)
+    assert [len(s) for s in shards] == [5, 5, 4, 4]
+    for bad in ((4, 4), (-1, 2), (0, 0)):
+        with pytest.raises(ConfigError, match="shard"):
+            train.sweep(TrainConfig(), shard=bad, **grid)
+
+
+def test_cli_shard_option_is_parsed_and_checked(capsys):
+    from gradattn.cli import build_parser
+
+    args = build_parser().parse_args(["sweep", "--sample", "--shard", "2/3"])
+    assert args.shard == (2, 3)
+    assert build_parser().parse_args(["sweep"]).shard == (0, 1)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sweep", "--shard", "3/3"])
+    assert "0 <= K < N" in capsys.readouterr().err

@@ -152,6 +152,11 @@ def prepare_tinyimagenet(root: Path, shared: Path | None) -> None:
         return
     folder = root / "tinyimagenet"
     counts = {}
+    with np.load(npz) as z:
+        transcoded = str(z["transcoded"]) if "transcoded" in z.files else None
+    origin = (f"rebuilt from {npz.name} (the dataset's own JPEGs, not re-encoded)" if transcoded is None else
+              f"rebuilt from {npz.name}, a device pack whose JPEGs were losslessly transcoded ({transcoded}): "
+              "the same decoded pixels as the dataset's own files")
 
     def build(tmp):
         base = tmp / TINY_DIR
@@ -177,7 +182,7 @@ def prepare_tinyimagenet(root: Path, shared: Path | None) -> None:
                 counts[split] = len(labels)
                 print(f"tinyimagenet: {split}: {len(labels)} JPEG files written", flush=True)
 
-    _prepare(folder, _stamp(npz), f"rebuilt from {npz.name} (the dataset's own JPEGs, not re-encoded)", build,
+    _prepare(folder, _stamp(npz), origin, build,
              note="Tiny ImageNet train SUBSET: 150 of 500 images per class (complete val); absolute accuracies "
                   "sit below published figures. val_annotations.txt has no bounding boxes.",
              counts_from=counts)

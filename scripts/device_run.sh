@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs ON the GPU machine, from the repository root, inside one device call (docs/gpu_runbook.md).
+# Prepares the carried data pack, runs one stage within a time budget, and leaves ONE archive in $OUT
+# (results.csv, run records without checkpoints, shard logs, benchmark CSVs, nvidia-smi).
+#
+#   bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]   (BUDGET_S: stop training after this; default 500)
+#
+# Stages run in the order given and share the budget. STAGE:
+#   bench         benchmarks/train_speed.py on CUDA (eager, then compiled for 28x28 and 32x32) and the
+#                 time to 93 % on Fashion-MNIST; needs carry/fmnist
+#   fmnist-paper  Fashion-MNIST, paper protocol, the paper's 7 models, seeds 0-2
+#   fmnist-corr   Fashion-MNIST, corrected protocol, 9 models (with the ablations), seeds 0-2
+#   fmnist-stem   Fashion-MNIST, corrected protocol, the small-image stem, 9 models, seeds 0-2
+#   cifar10-paper / cifar10-corr / cifar10-stem    the same on CIFAR-10; needs carry/cifar10
+#   tiny          Tiny ImageNet (train subset), both protocols, resnet18, gradattn_lpe, gradattn_rope, seeds 0-2
+#
+# JOBS (default 6) sweep processes share the GPU, each running every JOBS-th configuration
+# (`gradattn sweep --shard k/JOBS`). Runs already finished under outputs/gpu (carry it back in later calls)
+# are skipped; a run cut by the budget is left unfinished and starts afresh next time.
+set -uo pipefail
+stages=${1:?usage: bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]}
+budget=${2:-500}
+known=" bench fmnist-paper fmnist-corr fmnist-stem cifar10-paper cifar10-corr cifar10-stem tiny "
+for stage in ${stages//,/ }; do
+    [[ $known == *" $stage "* ]] || { echo "unknown stage $stage; known:$known" >&2; exit 2; }
+done
+jobs=${JOBS:-6}
+device=${DEVICE:-cuda}           # DEVICE=cpu EXTRA="--sample --epochs 1" smoke-tests this script on a CPU
+read -r -a extra <<<"${EXTRA:-}"
+out=${OUT:?OUT must name the folder whose files come back (the device tool sets it)}
+runs=outputs/gpu
+start=$SECONDS
+mkdir -p "$runs/logs" outputs/bench
+py=${PYTHON:-python3}
+
+left() { echo $(( budget - (SECONDS - start) )); }
+
+prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<dataset>, decode cache warmed once
+    $py -m gradattn data prepare --data-root data --shared "carry/$1" >"$runs/logs/prepare-$1.log" 2>&1 \
+        || { tail -5 "$runs/logs/prepare-$1.log"; return 1; }
+    $py -c "from gradattn.data import load_splits; s = load_splits('$2', 'corrected', root='data'); print(s.source)"
+}
+
+grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the budget
+    local t; t=$(left)
+    if (( t < 60 )); then echo "budget spent, not starting: $*"; return 0; fi
+    echo "[$(date +%T)] sweep $* (jobs $jobs, ${t}s left)"
+    for k in $(seq 0 $((jobs - 1))); do
+        timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${extra[@]}" --device "$device" --out "$runs" \
+            --no-progress --shard "$k/$jobs" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
+    done
+    wait
+    grep -h "test top-1" "$runs"/logs/"$stage"-shard*.log | sort | tail -n 80
+}
+
+paper7=resnet18,gradattn_nope_d32,gradattn_nope,gradattn_lpe,gradattn_rope,se_resnet18,cbam_resnet18
+all9=$paper7,plain18,gradattn_mlp
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/logs/nvidia-smi.csv" 2>&1
+cat "$runs/logs/nvidia-smi.csv"
+
+for stage in ${stages//,/ }; do
+case "$stage" in
+    bench)
+        prepare fmnist fashionmnist || exit 1
+        $py benchmarks/train_speed.py --device cuda --images 20480 --steps 30 --out outputs/bench/eager \
+            --time-to-accuracy --data-root data
+        $py benchmarks/train_speed.py --device cuda --images 20480 --steps 30 --compile \
+            --sizes 28x28x1,32x32x3 --out outputs/bench/compile ;;
+    fmnist-paper) prepare fmnist fashionmnist && grid --datasets fashionmnist --models $paper7 --protocols paper --seeds 0,1,2 ;;
+    fmnist-corr)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --seeds 0,1,2 ;;
+    fmnist-stem)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 ;;
+    cifar10-paper) prepare cifar10 cifar10 && grid --datasets cifar10 --models $paper7 --protocols paper --seeds 0,1,2 ;;
+    cifar10-corr)  prepare cifar10 cifar10 && grid --datasets cifar10 --models $all9 --protocols corrected --seeds 0,1,2 ;;
+    cifar10-stem)  prepare cifar10 cifar10 && grid --datasets cifar10 --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 ;;
+    tiny) prepare tinyimagenet tinyimagenet && grid --datasets tinyimagenet --models resnet18,gradattn_lpe,gradattn_rope --protocols paper,corrected --seeds 0,1,2 ;;
+    *) echo "unknown stage $stage" >&2; exit 2 ;;
+esac
+done
+
+# One archive back: everything but checkpoints (a finished run's is ~45 MB, an unfinished one's more).
+tar czf "$out/${stages//,/+}.tar.gz" --exclude=checkpoint.pt --exclude='.*.tmp' outputs/gpu outputs/bench 2>/dev/null
+echo "[$(date +%T)] $stages done in $((SECONDS - start)) s; $(ls "$runs"/runs/*/*/*/*/metrics.json 2>/dev/null | wc -l) finished runs under $runs"
+ls -la "$out"

@@ -1,0 +1,99 @@
+"""scripts/pack_for_device.py: the carry packs for the GPU machine hold the same data, within its limit."""
+import importlib.util
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+Image = pytest.importorskip("PIL.Image")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("pack_for_device", ROOT / "scripts" / "pack_for_device.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _jpeg(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _blob(pieces):
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p) for p in pieces])
+    return np.frombuffer(b"".join(pieces), dtype=np.uint8), offsets
+
+
+def write_tiny_shared(shared: Path) -> dict:
+    """The shared npz layout with every official wnid, 2 train and 1 val image per class."""
+    from gradattn.data.registry import get_info
+    wnids = np.array(get_info("tinyimagenet").class_names)
+    arrays = {"wnids": wnids, "class_names": np.array([f"thing {i}" for i in range(200)])}
+    for split, per_class in (("train", 2), ("val", 1)):
+        labels = np.repeat(np.arange(200), per_class).astype(np.int64)
+        files = ([f"{wnids[c]}_{k}.JPEG" for c in range(200) for k in range(per_class)] if split == "train"
+                 else [f"val_{i}.JPEG" for i in range(200)])
+        arrays[f"{split}_jpeg"], arrays[f"{split}_offsets"] = _blob([_jpeg(1000 * per_class + i)
+                                                                     for i in range(len(labels))])
+        arrays[f"{split}_labels"], arrays[f"{split}_files"] = labels, np.array(files)
+    (shared / "tiny_imagenet").mkdir(parents=True)
+    np.savez(shared / "tiny_imagenet" / "tiny-imagenet-200-jpeg-train150-val.npz", **arrays)
+    return arrays
+
+
+def test_copy_packs_hold_the_shared_file_and_a_missing_source_is_named(tmp_path, capsys):
+    pack = load_script()
+    shared = tmp_path / "shared"
+    (shared / "fashion_mnist").mkdir(parents=True)
+    np.savez(shared / "fashion_mnist" / "fashion_mnist.npz", x_train=np.arange(10, dtype=np.uint8))
+    assert pack.main(["--shared", str(shared), "--out", str(tmp_path / "carry"), "--packs", "fmnist"]) == 0
+    copied = tmp_path / "carry" / "fmnist" / "fashion_mnist" / "fashion_mnist.npz"
+    assert copied.read_bytes() == (shared / "fashion_mnist" / "fashion_mnist.npz").read_bytes()
+    assert "fits one call's 64 MiB" in capsys.readouterr().out
+    assert pack.main(["--shared", str(shared), "--out", str(tmp_path / "carry"), "--packs", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert "cifar10-jpeg-bytes.npz not found" in err and "--shared" in err
+    assert not (tmp_path / "carry" / "cifar10" / "cifar10" / "cifar10-jpeg-bytes.npz").exists()
+
+
+@pytest.mark.skipif(shutil.which("jpegtran") is None,
+                    reason="jpegtran absent (apt-get install libjpeg-turbo-progs); the Tiny ImageNet pack needs it")
+def test_tiny_imagenet_pack_is_smaller_and_decodes_to_the_same_pixels(tmp_path):
+    pack = load_script()
+    original = write_tiny_shared(tmp_path / "shared")
+    folder = pack.make_pack("tinyimagenet", tmp_path / "shared", tmp_path / "carry", workers=1)
+    with np.load(folder / "tiny_imagenet" / "tiny-imagenet-200-jpeg-train150-val.npz") as z:
+        assert "arithmetic" in str(z["transcoded"])
+        for split in ("train", "val"):
+            blob, offsets = z[f"{split}_jpeg"], z[f"{split}_offsets"]
+            assert blob.nbytes < original[f"{split}_jpeg"].nbytes
+            assert np.array_equal(z[f"{split}_labels"], original[f"{split}_labels"])
+            for i in range(len(offsets) - 1):
+                before = original[f"{split}_jpeg"][original[f"{split}_offsets"][i]:original[f"{split}_offsets"][i + 1]]
+                after = blob[offsets[i]:offsets[i + 1]]
+                assert after.tobytes() != before.tobytes()
+                assert np.array_equal(np.asarray(Image.open(io.BytesIO(after.tobytes())).convert("RGB")),
+                                      np.asarray(Image.open(io.BytesIO(before.tobytes())).convert("RGB")))
+
+    from gradattn.data import cli_prepare, load_splits
+    assert cli_prepare(tmp_path / "root", folder, use_apt=False, datasets=("tinyimagenet",)) == 0
+    manifest = (tmp_path / "root" / "tinyimagenet" / "MANIFEST.json").read_text()
+    assert "losslessly transcoded" in manifest
+    splits = load_splits("tinyimagenet", "corrected", root=tmp_path / "root")
+    assert len(splits.train) + len(splits.val) == 400 and len(splits.test) == 200
+
+
+def test_transcode_failure_is_a_clear_error(monkeypatch):
+    pack = load_script()
+    monkeypatch.setattr(pack, "TRANSCODE", ("no-such-jpegtran-binary",))
+    with pytest.raises(pack.PackError, match="libjpeg-turbo-progs"):
+        pack.transcode_jpeg(_jpeg(0))
