@@ -78,6 +78,7 @@ class BenchConfig:
     tta_epochs: int = 30
     tta_pipeline: str = "fast"
     data_root: str | None = None
+    profile_steps: int = 0       # >0: torch.profiler over this many of our training steps per row
 
 
 QUICK = dict(device="cpu", images=384, steps=2, batch_size=32, eval_batch_size=256)
@@ -290,6 +291,47 @@ def measure(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
     }
 
 
+def profile_ours(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
+    """torch.profiler over `cfg.profile_steps` training steps of our pipeline (after warm-up): the top
+    operators, and how busy the GPU's kernels kept it. A low kernel fraction means launch overhead or
+    host work bounds the step, a high one means the kernels themselves do."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gradattn.models import build_model
+    info = get_info(SHAPES[shape])
+    batch_size = cfg.batch_size or info.paper_batch_size
+    split = random_split(info, max(cfg.profile_steps + 1, 2) * batch_size, cfg.seed)
+    pipeline = build_pipelines(cfg, info, split, device, batch_size)[1]
+    torch.manual_seed(cfg.seed)
+    model = fastdata.prepare_model(build_model(model_name, info.num_classes, info.in_chans), device,
+                                   pipeline.channels_last, cfg.compile and device.type == "cuda")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    cuda = device.type == "cuda"
+    with cudnn_flags(pipeline.cudnn_benchmark):
+        warm_up(model, optimizer, pipeline, device, max(cfg.steps, 3))
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        fastdata.synchronize(device)
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            done = 0
+            while done < cfg.profile_steps:
+                for x, y in pipeline.train_loader:
+                    train_step(model, optimizer, x, y, pipeline, device)
+                    done += 1
+                    if done >= cfg.profile_steps:
+                        break
+            fastdata.synchronize(device)
+            wall = time.perf_counter() - start
+    averages = prof.key_averages()
+    sort_by = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    table = averages.table(sort_by=sort_by, row_limit=15)
+    kernels = [e for e in averages if str(getattr(e, "device_type", "")).endswith("CUDA")]   # the kernels themselves
+    kernel_us = sum(getattr(e, "self_device_time_total", 0.0) for e in kernels)
+    return {"shape": shape, "model": model_name, "steps": cfg.profile_steps, "wall_s": wall,
+            "step_ms": 1000 * wall / cfg.profile_steps,
+            "kernel_busy": (kernel_us / 1e6) / wall if cuda else float("nan"), "table": table}
+
+
 # ---------------------------------------------------------------------------------------------------
 # Time to accuracy on real Fashion-MNIST (corrected protocol, resnet18)
 
@@ -422,12 +464,15 @@ def parse_args(argv=None) -> BenchConfig:
     parser.add_argument("--tta-pipeline", choices=("fast", "torch"), default=None,
                         help="gradattn.train pipeline for --time-to-accuracy (default fast)")
     parser.add_argument("--data-root", default=None, help="data root (default: gradattn.data's)")
+    parser.add_argument("--profile-steps", type=int, default=None,
+                        help="also run torch.profiler over this many of our training steps for every row and "
+                             "write the top operators and the GPU kernel-busy fraction (default 0: off)")
     parser.add_argument("--out", default=None, help="output folder (default outputs/bench)")
     args = parser.parse_args(argv)
 
     settings = dict(QUICK) if args.quick else {}
     for key in ("device", "images", "steps", "repeats", "batch_size", "eval_batch_size", "workers", "tta_target",
-                "tta_epochs", "tta_pipeline", "data_root", "out"):
+                "tta_epochs", "tta_pipeline", "data_root", "out", "profile_steps"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.sizes:
@@ -474,6 +519,20 @@ def main(argv=None) -> dict:
     path = write_csv_atomic(out / "train_speed.csv", rows, COLUMNS)
     print(f"\nwrote {path}")
     result = {"rows": rows, "csv": path}
+    if cfg.profile_steps > 0:
+        profiles = []
+        for shape in cfg.shapes:
+            for model_name in cfg.models:
+                prof = profile_ours(cfg, shape, model_name, device)
+                profiles.append(prof)
+                busy = "" if device.type != "cuda" else f", GPU kernels busy {prof['kernel_busy']:.0%} of it"
+                print(f"\nprofile, ours, {shape} {model_name}: {prof['step_ms']:.2f} ms a step over "
+                      f"{prof['steps']} steps{busy}\n{prof['table']}")
+        text = "\n\n".join(f"{p['shape']} {p['model']}: {p['step_ms']:.3f} ms/step, kernel busy "
+                            f"{p['kernel_busy']:.3f}\n{p['table']}" for p in profiles)
+        from gradattn.fileio import atomic_write_text
+        result["profile"] = atomic_write_text(out / "profile.txt", text + "\n")
+        print(f"wrote {result['profile']}")
     if cfg.time_to_accuracy:
         tta = dict(facts, **time_to_accuracy(cfg, device))
         tta = {k: tta[k] for k in TTA_COLUMNS}

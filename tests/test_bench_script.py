@@ -26,7 +26,9 @@ def test_tiny_run_without_optional_packages_writes_consistent_csvs(tmp_path):
     args = ["--quick", "--sizes", "28x28x1", "--models", "resnet18", "--images", "16", "--batch-size", "8",
             "--steps", "1", "--repeats", "2", "--eval-batch-size", "16", "--workers", "1", "--out", str(tmp_path / "bench"),
             "--time-to-accuracy", "--data-root", str(tmp_path / "no-data")]
+    # "not available" path: hide Debian's Fashion-MNIST package too, where this machine has it installed
     code = (f"import sys, runpy\nfor m in {blocked!r}: sys.modules[m] = None\n"
+            f"import gradattn.data.sources as sources\nsources.SYSTEM_FASHION_MNIST = sources.Path({str(tmp_path / 'no-pkg')!r})\n"
             f"sys.argv = ['train_speed.py'] + {args!r}\nrunpy.run_path({str(SCRIPT)!r}, run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
@@ -89,3 +91,14 @@ def test_time_to_accuracy_drives_gradattn_train_until_the_target(monkeypatch, tm
     cfg = module.BenchConfig(device="cpu", tta_target=1.01, tta_epochs=2, out=str(tmp_path))
     result = module.time_to_accuracy(cfg, module.fastdata.resolve_device("cpu"))
     assert result["reached"] is False and result["epochs"] == 2 and "not reached in 2 epochs" in result["status"]
+
+
+def test_profile_steps_write_the_top_operators(tmp_path):
+    module = load_script()
+    result = module.main(["--quick", "--sizes", "28x28x1", "--models", "resnet18", "--images", "16",
+                          "--batch-size", "8", "--steps", "1", "--repeats", "1", "--eval-batch-size", "16",
+                          "--workers", "0", "--profile-steps", "2", "--out", str(tmp_path / "bench")])
+    text = (tmp_path / "bench" / "profile.txt").read_text()
+    assert result["profile"] == tmp_path / "bench" / "profile.txt"
+    assert text.startswith("28x28x1 resnet18:") and "ms/step" in text
+    assert "aten::convolution_backward" in text          # the backward pass was profiled
