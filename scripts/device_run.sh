@@ -63,7 +63,7 @@ case "$stage" in
     bench)
         prepare fmnist fashionmnist || exit 1
         $py benchmarks/train_speed.py --device cuda --images 20480 --steps 30 --out outputs/bench/eager \
-            --time-to-accuracy --data-root data
+            --time-to-accuracy --data-root data --profile-steps 20
         $py benchmarks/train_speed.py --device cuda --images 20480 --steps 30 --compile \
             --sizes 28x28x1,32x32x3 --out outputs/bench/compile ;;
     fmnist-paper) prepare fmnist fashionmnist && grid --datasets fashionmnist --models $paper7 --protocols paper --seeds 0,1,2 ;;
