@@ -102,3 +102,12 @@ def test_pe_claim_compares_the_three_variants_within_one_protocol_and_setting():
     split = pd.DataFrame(pe_rows("cifar10", [60, 61, 62]) + pe_rows("svhn", [90, 89, 88], "corrected"), columns=cols)
     split["setting"] = ""
     assert verdicts(split)["pe_dataset_dependent"] == "not tested here"
+
+
+def test_fashionmnist_verdict_names_the_setting_its_runs_depart_in():
+    df = runs(fmnist("paper", [64.0, 65.0, 63.5], [75.0, 76.5, 74.2]))
+    df["setting"] = "e8"
+    row = claim_verdicts(df, "paper").set_index("claim").loc["fmnist_plus_11_07"]
+    assert row["verdict"] == "reproduced"
+    assert "paper (e8): gradattn_lpe" in row["evidence"] and "n=3" in row["evidence"]
+    assert "depart from the paper's settings (e8)" in row["why"]
