@@ -30,8 +30,9 @@ def findings_table(path: Path = RESULTS) -> str:
         top1 = f"{ci['mean']:.2f}" + (f" ± {ci['half_width']:.2f}" if ci["n"] > 1 else "")
         published = paper.paper_top1(dataset, runs[0]["model"])
         epochs = ", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in runs)
-        health = ", ".join(f"{float(r['health_score_faithful']):.1%} / {float(r['health_score_corrected']):.1%}"
-                           for r in runs if r.get("health_score_faithful"))
+        health = ", ".join(dict.fromkeys(     # each distinct pair once, in seed order
+            f"{float(r['health_score_faithful']):.1%} / {float(r['health_score_corrected']):.1%}"
+            for r in runs if r.get("health_score_faithful")))
         devices = ", ".join(sorted({r["device"] for r in runs}))
         lines.append(f"| {dataset} | `{tag}` | {protocol} | {len(runs)} | {epochs} | {top1} | "
                      f"{'' if published is None else f'{published:.2f}'} | {health} | {devices} |")
