@@ -200,14 +200,18 @@ def _run_sweep(args) -> int:
     from gradattn.profiles import get_profile
     from gradattn.train import sweep
 
+    overrides = _overrides(args)
+    for name, field in (("datasets", "dataset"), ("protocols", "protocol")):   # the base must be valid too,
+        if getattr(args, name):                                                # e.g. --variant needs its dataset
+            overrides.setdefault(field, getattr(args, name)[0])
     if args.profile:
         profile = get_profile(args.profile)
         print(profile.label, file=sys.stderr)
-        base = profile.train_config(**_overrides(args))
+        base = profile.train_config(**overrides)
         grid = dict(datasets=profile.datasets, models=profile.models, protocols=profile.protocols,
                     seeds=profile.seeds, stems=profile.stems)
     else:
-        base = TrainConfig(**_overrides(args))
+        base = TrainConfig(**overrides)
         grid = {}
     for name in ("datasets", "models", "protocols", "seeds", "stems"):
         if getattr(args, name):

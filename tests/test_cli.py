@@ -90,3 +90,16 @@ def test_train_end_to_end_on_embedded_sample_then_export(tmp_path):
     assert main(["export", "--out", str(tmp_path / "outputs"), "--dest", str(tmp_path / "results")]) == 0
     assert (tmp_path / "results/results.csv").is_file()
     assert (tmp_path / "results/histories/fashionmnist__gradattn_rope-e1-n256-sample__corrected__seed0.csv").is_file()
+
+
+def test_sweep_base_config_takes_the_grid_dataset_so_variants_validate(monkeypatch):
+    """`sweep --datasets cifar10 --variant jpeg4000`: the base config must not be built for the default
+    dataset (Fashion-MNIST has no such variant) before the grid replaces it."""
+    import gradattn.train as train
+
+    seen = []
+    monkeypatch.setattr(train, "sweep", lambda base, **kw: seen.append((base, kw)) or [])
+    assert main(["sweep", "--datasets", "cifar10", "--models", "resnet18", "--protocols", "corrected",
+                 "--variant", "jpeg4000", "--seeds", "0,1"]) == 0
+    base, grid = seen[0]
+    assert (base.dataset, base.variant) == ("cifar10", "jpeg4000") and grid["datasets"] == ["cifar10"]
