@@ -679,11 +679,11 @@ def claim_verdicts(df, profile: str):
         rows.append(("wins_5_of_8", "not tested here", "", why_quick))
     else:
         pairs = paired_table(full[full["protocol"] == "paper"])
-        datasets = sorted(full["dataset"].unique())
+        datasets = sorted(full[full["protocol"] == "paper"]["dataset"].unique())
         wins = sorted({d for d, m, lo in zip(pairs.get("dataset", []), pairs.get("model", []),
                                                pairs.get("ci_low", [])) if m in paper.GRADATTN_MODELS and lo > 0})
         evidence = f"significant GradAttn wins (paper protocol, paired 95 % CI > 0): {len(wins)} of " \
-                   f"{len(datasets)} datasets run ({', '.join(wins) or 'none'})"
+                   f"{len(datasets)} datasets run under it ({', '.join(wins) or 'none'})"
         if len(datasets) < 8:
             rows.append(("wins_5_of_8", "not tested here", evidence,
                          f"only {len(datasets)} of the 8 datasets are present here"))
