@@ -113,18 +113,24 @@ class Pipeline:
     cudnn_benchmark: bool
 
 
-def build_pipelines(cfg: BenchConfig, info, split, device, batch_size: int) -> list[Pipeline]:
+def authors_pipeline(cfg: BenchConfig, info, split, batch_size: int) -> Pipeline:
+    return Pipeline("authors", authors_loader(split, info, batch_size, True, cfg.workers),
+                    authors_loader(split, info, batch_size, False, cfg.workers),
+                    amp=False, channels_last=False, cudnn_benchmark=False)
+
+
+def our_pipeline(cfg: BenchConfig, info, split, device, batch_size: int) -> Pipeline:
     cuda = device.type == "cuda"
-    authors = Pipeline("authors", authors_loader(split, info, batch_size, True, cfg.workers),
-                       authors_loader(split, info, batch_size, False, cfg.workers),
-                       amp=False, channels_last=False, cudnn_benchmark=False)
-    ours = Pipeline("ours",
+    return Pipeline("ours",
                     fastdata.DeviceLoader(split, info, batch_size, train=True, device=device, seed=cfg.seed,
                                           drop_last=True, channels_last=cuda),
                     fastdata.DeviceLoader(split, info, cfg.eval_batch_size, train=False, device=device,
                                           channels_last=cuda),
                     amp=cuda, channels_last=cuda, cudnn_benchmark=cuda)
-    return [authors, ours]
+
+
+def build_pipelines(cfg: BenchConfig, info, split, device, batch_size: int) -> list[Pipeline]:
+    return [authors_pipeline(cfg, info, split, batch_size), our_pipeline(cfg, info, split, device, batch_size)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -301,7 +307,7 @@ def profile_ours(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
     info = get_info(SHAPES[shape])
     batch_size = cfg.batch_size or info.paper_batch_size
     split = random_split(info, max(cfg.profile_steps + 1, 2) * batch_size, cfg.seed)
-    pipeline = build_pipelines(cfg, info, split, device, batch_size)[1]
+    pipeline = our_pipeline(cfg, info, split, device, batch_size)
     torch.manual_seed(cfg.seed)
     model = fastdata.prepare_model(build_model(model_name, info.num_classes, info.in_chans), device,
                                    pipeline.channels_last, cfg.compile and device.type == "cuda")

@@ -568,7 +568,7 @@ def collect_results(profile: str, root: Path | None = None):
     outputs/. The quick profile keeps the embedded-sample rows, the paper profile the full-data ones."""
     import pandas as pd
 
-    from gradattn.results import load_results
+    from gradattn.results import load_results, sample_mask
     root = Path(root) if root else project_root()
     frames = []
     for path, provenance in ((outputs_dir(root) / "results.csv", "this machine (outputs/results.csv)"),
@@ -580,9 +580,7 @@ def collect_results(profile: str, root: Path | None = None):
     if not frames:
         return pd.DataFrame(columns=["run_key", "dataset", "model", "protocol", "seed", "top1", "provenance"])
     df = pd.concat(frames, ignore_index=True).drop_duplicates("run_key", keep="first")
-    from gradattn.results import run_setting
-    df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], df["model_tag"].fillna(df["model"]))]
-    sample = df["is_sample"].astype(str).str.lower().isin(("true", "1"))
+    sample = sample_mask(df)
     return df[sample if profile == "quick" else ~sample].reset_index(drop=True)
 
 
@@ -604,6 +602,10 @@ def results_beside_paper(df):
         summary["setting"] = ""
     summary["run"] = [m + (f"-{st}" if st else "") for m, st in zip(summary["model"], summary["setting"])]
     summary["paper top-1"] = [paper.paper_top1(d, m) for d, m in zip(summary["dataset"], summary["model"])]
+    if "variant" in df:          # a dataset variant trains on other data: the paper's number is no reference
+        has = df.assign(has_variant=df["variant"].notna()).groupby(by)["has_variant"].any()
+        has_variant = [bool(has.get(tuple(row), False)) for row in summary[by].itertuples(index=False)]
+        summary["paper top-1"] = [None if v else p for v, p in zip(has_variant, summary["paper top-1"])]
     if "provenance" in df:
         source = df.groupby(by)["provenance"].agg(lambda p: " + ".join(sorted({v.split(" (")[0] for v in p})))
         summary["runs from"] = [source.get(tuple(row), "") for row in summary[by].itertuples(index=False)]
@@ -623,15 +625,13 @@ def paired_table(df, baseline: str = "resnet18"):
     return stats.paired_vs_baseline(df, baseline=baseline, by=by) if len(df) else df.iloc[0:0]
 
 
-CIFAR_4000 = ("lossless4000", "jpeg4000")
-
-
 def jpeg_cost_table(df):
     """What the JPEG copy of CIFAR-10 costs: the same 4,000 training images, lossless vs JPEG re-encoded
     (variants of gradattn.data), per model and setting, and the paired difference lossless − JPEG."""
     import pandas as pd
 
     from gradattn import stats
+    from gradattn.data.sources import CIFAR_4000_VARIANTS as CIFAR_4000
     from gradattn.results import run_setting
     if df.empty or "variant" not in df:
         return pd.DataFrame()

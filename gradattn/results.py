@@ -117,13 +117,25 @@ def append_result(row: dict, path: str | os.PathLike = "outputs/results.csv") ->
 
 
 def load_results(path: str | os.PathLike = "outputs/results.csv"):
-    """The table as a pandas DataFrame (empty, with the standard columns, when there is no file yet)."""
+    """The table as a pandas DataFrame (empty, with the standard columns, when there is no file yet).
+
+    Columns a file written by an older version lacks are added empty, and `setting` (run_setting) is
+    added, so every reader groups runs the same way."""
     import pandas as pd
 
     path = Path(path)
-    if not path.exists():
-        return pd.DataFrame(columns=list(RESULT_COLUMNS))
-    return pd.read_csv(path)
+    df = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=list(RESULT_COLUMNS))
+    for column in RESULT_COLUMNS:
+        if column not in df:
+            df[column] = None
+    tags = df["model_tag"].where(df["model_tag"].notna(), df["model"])
+    df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], tags)]
+    return df
+
+
+def sample_mask(df):
+    """Boolean Series: rows trained on the embedded sample (not the full dataset)."""
+    return df["is_sample"].astype(str).str.lower().isin(("true", "1"))
 
 
 def run_setting(model: str, model_tag: str) -> str:

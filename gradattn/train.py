@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gradattn.data.sources import check_variant
 from gradattn.fileio import atomic_write_bytes, atomic_write_text
 
 PROTOCOLS = ("paper", "corrected")
@@ -138,16 +139,10 @@ class TrainConfig:
             raise ConfigError(f"grad_sample_every must be >= 0, got {self.grad_sample_every}")
         if self.gradflow_batches < 0:
             raise ConfigError(f"gradflow_batches must be >= 0, got {self.gradflow_batches}")
-        if self.variant is not None:
-            from gradattn.data import VARIANTS
-            allowed = VARIANTS.get(self.dataset, {})
-            if self.variant not in allowed:
-                raise ConfigError(f"unknown variant {self.variant!r} for {self.dataset}; "
-                                  f"valid: {', '.join(allowed) or 'none'}")
-            if self.sample:
-                raise ConfigError("the embedded sample has no variants; drop --sample or --variant")
-            if self.variant in ("lossless4000", "jpeg4000") and self.protocol != "corrected":
-                raise ConfigError(f"variant {self.variant} is defined for the corrected protocol only")
+        try:
+            check_variant(self.dataset, self.variant, self.protocol, self.sample)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.paper_defects is not None and not isinstance(self.paper_defects, bool):
             raise ConfigError(f"paper_defects must be True, False or None, got {self.paper_defects!r}")
         if not isinstance(self.model_options, dict):

@@ -12,6 +12,13 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 RESULTS = README.parent / "results" / "results.csv"
 
 
+def paper_cell(published: float | None, variant: str | None) -> str:
+    """The paper's number, or why there is none: a dataset variant trains on other data than the paper's."""
+    if variant:
+        return f"n/a (variant {variant})"
+    return "" if published is None else f"{published:.2f}"
+
+
 def findings_table(path: Path = RESULTS) -> str:
     """Markdown table of the committed runs (results/results.csv), grouped over seeds, beside the paper."""
     from gradattn import paper, stats
@@ -28,14 +35,15 @@ def findings_table(path: Path = RESULTS) -> str:
     for (dataset, tag, protocol), runs in sorted(groups.items()):
         ci = stats.mean_ci([float(r["top1"]) for r in runs])
         top1 = f"{ci['mean']:.2f}" + (f" ± {ci['half_width']:.2f}" if ci["n"] > 1 else "")
-        published = paper.paper_top1(dataset, runs[0]["model"])
+        variant = runs[0].get("variant")
+        published = None if variant else paper.paper_top1(dataset, runs[0]["model"])
         epochs = ", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in runs)
         health = ", ".join(dict.fromkeys(     # each distinct pair once, in seed order
             f"{float(r['health_score_faithful']):.1%} / {float(r['health_score_corrected']):.1%}"
             for r in runs if r.get("health_score_faithful")))
         devices = ", ".join(sorted({r["device"] for r in runs}))
         lines.append(f"| {dataset} | `{tag}` | {protocol} | {len(runs)} | {epochs} | {top1} | "
-                     f"{'' if published is None else f'{published:.2f}'} | {health} | {devices} |")
+                     f"{paper_cell(published, variant)} | {health} | {devices} |")
     return "\n".join(lines)
 
 
@@ -45,17 +53,12 @@ def findings_pairs(path: Path = RESULTS) -> str:
     import pandas as pd
 
     from gradattn.report import jpeg_cost_table, paired_table
-    from gradattn.results import load_results, run_setting
+    from gradattn.results import load_results, sample_mask
 
-    if not Path(path).exists():
-        return "_No full-data runs committed yet (`results/results.csv`)._"
     df = load_results(path)
-    df = df[~df["is_sample"].astype(str).str.lower().isin(("true", "1"))].copy()
+    df = df[~sample_mask(df)]
     if df.empty:
         return "_No full-data runs committed yet (`results/results.csv`)._"
-    df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], df["model_tag"])]
-    if "variant" not in df:
-        df["variant"] = None
     pairs = paired_table(df[df["variant"].isna()], baseline="resnet18")
     lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI |",
              "|---|---|---|---|---:|---:|---|"]

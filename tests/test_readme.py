@@ -65,3 +65,8 @@ def test_findings_pairs_match_seeds_within_a_setting_and_report_the_jpeg_cost(tm
     jpeg_rows = [line for line in text.splitlines() if line.startswith("| resnet18 |")]
     assert len(jpeg_rows) == 1 and "+1.00" in jpeg_rows[0] and "(n=3)" in jpeg_rows[0]
     assert updater.findings_pairs(tmp_path / "absent.csv").startswith("_No full-data runs")
+    table = updater.findings_table(path)
+    variant_rows = [line for line in table.splitlines() if "4000-e20`" in line]
+    assert len(variant_rows) == 2 and all("n/a (variant" in line and "14.07" not in line for line in variant_rows)
+    full = [line for line in table.splitlines() if "`resnet18-e20`" in line]
+    assert len(full) == 1 and "| 14.07 |" in full[0]

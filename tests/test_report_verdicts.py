@@ -87,6 +87,15 @@ def test_jpeg_cost_pairs_lossless_and_jpeg_by_seed():
     assert jpeg_cost_table(tagged(rows[-1:])).empty
 
 
+def test_paper_number_is_no_reference_for_a_variant_trained_on_other_data():
+    from gradattn.report import results_beside_paper
+    rows = [("cifar10", "resnet18", "resnet18-jpeg4000-e20", "corrected", 0, 59.0, "jpeg4000"),
+            ("cifar10", "resnet18", "resnet18-e20", "corrected", 0, 80.0, None)]
+    beside = results_beside_paper(tagged(rows)).set_index("run")
+    assert pd.isna(beside.loc["resnet18-jpeg4000-e20", "paper top-1"])
+    assert beside.loc["resnet18-e20", "paper top-1"] == pytest.approx(14.07)
+
+
 def test_pe_claim_compares_the_three_variants_within_one_protocol_and_setting():
     def pe_rows(dataset, accs, protocol="paper"):
         return [(dataset, m, m, protocol, s, a + s / 10, None, 1.0, 1.0, 0, False)

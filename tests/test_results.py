@@ -67,7 +67,25 @@ def test_concurrent_appends_lose_no_row(tmp_path):
 
 def test_load_results_without_file_is_empty_with_columns(tmp_path):
     frame = load_results(tmp_path / "nothing.csv")
-    assert frame.empty and list(frame.columns) == list(RESULT_COLUMNS)
+    assert frame.empty and list(frame.columns) == list(RESULT_COLUMNS) + ["setting"]
+
+
+def test_load_results_fills_columns_an_older_file_lacks_and_adds_the_setting(tmp_path):
+    table = tmp_path / "results.csv"
+    table.write_text("run_key,dataset,model,model_tag,protocol,seed,is_sample,top1\n"
+                     "fashionmnist/resnet18-e8/paper/seed0,fashionmnist,resnet18,resnet18-e8,paper,0,False,67.5\n"
+                     "fashionmnist/gradattn_lpe/paper/seed0,fashionmnist,gradattn_lpe,,paper,0,False,75.2\n")
+    frame = load_results(table)
+    assert set(RESULT_COLUMNS) <= set(frame.columns)
+    assert frame["variant"].isna().all()
+    assert frame["setting"].tolist() == ["e8", ""]               # a missing tag means the paper's settings
+
+
+def test_sample_mask_reads_booleans_written_either_way(tmp_path):
+    import pandas as pd
+    from gradattn.results import sample_mask
+    frame = pd.DataFrame({"is_sample": [True, "True", "true", 1, False, "False", None]})
+    assert sample_mask(frame).tolist() == [True, True, True, True, False, False, False]
 
 
 def test_export_copies_table_and_histories_never_checkpoints(tmp_path):

@@ -47,6 +47,22 @@ VARIANTS = {
     "bloodmnist": {"64": "the 64 px MedMNIST+ file bloodmnist_64.npz"},
     "tissuemnist": {"64": "the 64 px MedMNIST+ file tissuemnist_64.npz"},
 }
+CIFAR_4000_VARIANTS = ("lossless4000", "jpeg4000")
+
+
+def check_variant(name: str, variant: str | None, protocol: str = "corrected", sample: bool = False) -> None:
+    """Raise ValueError naming the problem when `variant` cannot be loaded for this dataset, protocol and
+    source. Shared by load_splits and TrainConfig, so a bad run is refused before any data is read."""
+    if variant is None:
+        return
+    allowed = VARIANTS.get(name, {})
+    if variant not in allowed:
+        raise ValueError(f"unknown variant {variant!r} for {name}; valid: {', '.join(allowed) or 'none'} (or None)")
+    if sample:
+        raise ValueError("the embedded sample has no variants; drop --sample or --variant")
+    if variant in CIFAR_4000_VARIANTS and protocol != "corrected":
+        raise ValueError(f"cifar10 variant {variant} is defined for the corrected protocol only "
+                         "(pass paper_defects=True to add the SPEC 7.1 defect)")
 PAD_UFES_URL = "https://data.mendeley.com/datasets/zr7vgbcyr2/1"
 _FMNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -380,14 +396,9 @@ def load_splits(name: str, protocol: str = "corrected", root=None, seed: int = 4
     info = get_info(name)
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    allowed = VARIANTS.get(info.name, {})
-    if variant is not None and variant not in allowed:
-        raise ValueError(f"unknown variant {variant!r} for {info.name}; "
-                         f"valid: {', '.join(allowed) or 'none'} (or None)")
+    check_variant(info.name, variant, protocol, sample)
     notes = []
     if sample:
-        if variant is not None:
-            raise ValueError("the embedded sample has no variants")
         official, source, is_sample = read_sample(info), f"embedded sample {SAMPLE_FILE} (SAMPLE, not the full dataset)", True
         notes.append("embedded SAMPLE of Fashion-MNIST: 2,000 train / 500 test images, stratified")
     else:
@@ -406,10 +417,7 @@ def load_splits(name: str, protocol: str = "corrected", root=None, seed: int = 4
                          "sizes and seed, but not the authors' exact images per split")
     if variant == "64":
         info = dataclasses.replace(info, native_size=64)
-    if variant in ("lossless4000", "jpeg4000"):
-        if protocol != "corrected":
-            raise ValueError(f"cifar10 variant {variant} is defined for the corrected protocol only "
-                             "(pass paper_defects=True to add the SPEC 7.1 defect)")
+    if variant in CIFAR_4000_VARIANTS:
         official["train"], train_source = _cifar_4000(official, data_root(root) / info.name, variant)
         source = f"train: {train_source}; test: {source}"
     if info.name == "svhn" and protocol == "paper" and "extra" not in official:

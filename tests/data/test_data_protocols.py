@@ -128,3 +128,28 @@ def test_corrected_train_order_is_shuffled_so_prefixes_are_random():
     train, val, _ = apply_protocol(get_info("cifar10"), official, "corrected", seed=0)
     assert len(np.unique(train.labels[:50])) >= 8
     assert sorted(np.concatenate([train.labels, val.labels]).tolist()) == labels.tolist()
+
+
+@pytest.mark.parametrize("name, variant, protocol, sample, named", [
+    ("cifar10", "png4000", "corrected", False, "unknown variant 'png4000'"),
+    ("fashionmnist", "jpeg4000", "corrected", False, "valid: none"),
+    ("cifar10", "jpeg4000", "paper", False, "corrected protocol only"),
+    ("fashionmnist", "64", "corrected", True, "valid: none"),
+    ("bloodmnist", "64", "corrected", True, "sample has no variants"),
+])
+def test_check_variant_names_what_is_wrong(name, variant, protocol, sample, named):
+    from gradattn.data.sources import check_variant
+    with pytest.raises(ValueError, match=named):
+        check_variant(name, variant, protocol, sample)
+
+
+def test_check_variant_accepts_the_defined_ones():
+    from gradattn.data.sources import check_variant
+    check_variant("cifar10", None, "paper")
+    check_variant("cifar10", "lossless4000", "corrected")
+    check_variant("tissuemnist", "64", "paper")
+
+
+def test_load_splits_refuses_a_variant_on_the_sample_before_reading():
+    with pytest.raises(ValueError, match="sample has no variants"):
+        load_splits("cifar10", sample=True, variant="jpeg4000")
