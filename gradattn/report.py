@@ -584,8 +584,16 @@ def collect_results(profile: str, root: Path | None = None):
     return df[sample if profile == "quick" else ~sample].reset_index(drop=True)
 
 
-RUN_GROUP = ("dataset", "model", "setting", "protocol")
-PAIR_GROUP = ("dataset", "protocol", "setting")
+RUN_GROUP = ("dataset", "data", "model", "setting", "protocol")
+PAIR_GROUP = ("dataset", "data", "protocol", "setting")
+
+
+def _label_subsets(table):
+    """Show `data` (the dataset, marked "(train subset)" where the files were one) as the dataset."""
+    if "data" in table:
+        table = table.assign(dataset=table["data"].where(table["data"].notna(), table["dataset"]))
+        table = table.drop(columns="data")
+    return table
 
 
 def results_beside_paper(df):
@@ -614,6 +622,7 @@ def results_beside_paper(df):
     summary["ours: mean ± 95 % CI"] = [
         f"{m:.2f}" + ("" if n < 2 else f" ± {h:.2f}") + f" (n={n})"
         for m, h, n in zip(summary["mean"], summary["half_width"], summary["n"])]
+    summary = _label_subsets(summary)
     return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "paper top-1", "runs from",
                     "run", "mean", "ci_low", "ci_high", "n"]]
 
@@ -622,7 +631,7 @@ def paired_table(df, baseline: str = "resnet18"):
     """Paired difference (model − baseline, points) per dataset, protocol and setting, matched on seed."""
     from gradattn import stats
     by = [c for c in PAIR_GROUP if c in df.columns]
-    return stats.paired_vs_baseline(df, baseline=baseline, by=by) if len(df) else df.iloc[0:0]
+    return _label_subsets(stats.paired_vs_baseline(df, baseline=baseline, by=by)) if len(df) else df.iloc[0:0]
 
 
 def jpeg_cost_table(df):
@@ -752,7 +761,7 @@ def claim_verdicts(df, profile: str):
     pe = full[full["model"].isin(pe_models)] if not full.empty else full
     winners = {}                                  # protocol -> {dataset: best PE model}
     if not pe.empty:
-        by = [c for c in ("protocol", "setting", "dataset") if c in pe.columns]
+        by = [c for c in ("protocol", "setting", "data" if "data" in pe.columns else "dataset") if c in pe.columns]
         summary = stats.summarize(pe, by=(*by, "model"), value="top1")
         for key, group in summary.groupby(by, sort=True):
             key = key if isinstance(key, tuple) else (key,)

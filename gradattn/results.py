@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -130,7 +131,18 @@ def load_results(path: str | os.PathLike = "outputs/results.csv"):
             df[column] = None
     tags = df["model_tag"].where(df["model_tag"].notna(), df["model"])
     df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], tags)]
+    df["data"] = [dataset_label(d, s) for d, s in zip(df["dataset"], df["data_source"])]
     return df
+
+
+def dataset_label(dataset: str, data_source) -> str:
+    """The dataset's name, marked when the run's files were a declared subset (gradattn.data.sources.
+    subset_note), e.g. "tinyimagenet (train subset)": such runs are averaged apart from full-data ones and
+    no table shows them as the full dataset."""
+    found = re.search(r"a SUBSET(?: of ([a-z, ]+))?:", str(data_source))
+    if not found:
+        return str(dataset)
+    return f"{dataset} ({found.group(1) + ' ' if found.group(1) else ''}subset)"
 
 
 def sample_mask(df):

@@ -22,21 +22,22 @@ def paper_cell(published: float | None, variant: str | None) -> str:
 def findings_table(path: Path = RESULTS) -> str:
     """Markdown table of the committed runs (results/results.csv), grouped over seeds, beside the paper."""
     from gradattn import paper, stats
-    from gradattn.results import read_results
+    from gradattn.results import dataset_label, read_results
 
     rows = [r for r in read_results(path) if r.get("is_sample") != "True"]
     if not rows:
         return "_No full-data runs committed yet (`results/results.csv`)._"
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["dataset"], r["model_tag"], r["protocol"]), []).append(r)
+        groups.setdefault((dataset_label(r["dataset"], r.get("data_source")), r["model_tag"], r["protocol"]),
+                          []).append(r)
     lines = ["| dataset | model (tag) | protocol | seeds | epochs run (best) | test top-1 % | paper's top-1 % "
              "| health: faithful / corrected | device |", "|---|---|---|---:|---|---:|---:|---|---|"]
     for (dataset, tag, protocol), runs in sorted(groups.items()):
         ci = stats.mean_ci([float(r["top1"]) for r in runs])
         top1 = f"{ci['mean']:.2f}" + (f" ± {ci['half_width']:.2f}" if ci["n"] > 1 else "")
         variant = runs[0].get("variant")
-        published = None if variant else paper.paper_top1(dataset, runs[0]["model"])
+        published = None if variant else paper.paper_top1(runs[0]["dataset"], runs[0]["model"])
         epochs = ", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in runs)
         health = ", ".join(dict.fromkeys(     # each distinct pair once, in seed order
             f"{float(r['health_score_faithful']):.1%} / {float(r['health_score_corrected']):.1%}"

@@ -70,3 +70,22 @@ def test_findings_pairs_match_seeds_within_a_setting_and_report_the_jpeg_cost(tm
     assert len(variant_rows) == 2 and all("n/a (variant" in line and "14.07" not in line for line in variant_rows)
     full = [line for line in table.splitlines() if "`resnet18-e20`" in line]
     assert len(full) == 1 and "| 14.07 |" in full[0]
+
+
+def test_findings_label_runs_on_a_declared_subset(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    path = tmp_path / "results.csv"
+    for seed, top1 in ((0, 30.0), (1, 32.0)):
+        for model, gain in (("resnet18", 0.0), ("gradattn_rope", 1.5)):
+            append_result({"run_key": f"tinyimagenet/{model}/paper/seed{seed}", "dataset": "tinyimagenet",
+                           "model": model, "model_tag": model, "protocol": "paper", "seed": seed,
+                           "is_sample": False, "epochs": 20, "best_epoch": 9, "top1": top1 + gain, "device": "cpu",
+                           "data_source": "local files x (ImageFolder; a SUBSET of train: counts declared in "
+                                          "MANIFEST.json)"}, path)
+    table = updater.findings_table(path)
+    rows = [line for line in table.splitlines() if line.startswith("| tinyimagenet")]
+    assert len(rows) == 2 and all(line.startswith("| tinyimagenet (train subset) |") for line in rows)
+    pairs = [line for line in updater.findings_pairs(path).splitlines() if "gradattn_rope" in line]
+    assert len(pairs) == 1 and pairs[0].startswith("| tinyimagenet (train subset) |") and "+1.50" in pairs[0]

@@ -96,6 +96,30 @@ def test_paper_number_is_no_reference_for_a_variant_trained_on_other_data():
     assert beside.loc["resnet18-e20", "paper top-1"] == pytest.approx(14.07)
 
 
+def test_subset_runs_are_labelled_and_kept_apart_from_full_data_runs():
+    from gradattn.report import paired_table, results_beside_paper
+    from gradattn.results import dataset_label
+    subset = "local files data/tinyimagenet (ImageFolder; a SUBSET of train: counts declared in MANIFEST.json)"
+    rows = []
+    for seed in (0, 1):
+        for source, base in ((subset, 30.0), ("local files elsewhere (ImageFolder)", 50.0)):
+            rows += [("tinyimagenet", "resnet18", "resnet18", "paper", seed, base + seed, None, source),
+                     ("tinyimagenet", "gradattn_rope", "gradattn_rope", "paper", seed, base + 2 + seed, None,
+                      source)]
+    df = pd.DataFrame(rows, columns=["dataset", "model", "model_tag", "protocol", "seed", "top1", "variant",
+                                     "data_source"])
+    df["setting"] = ""
+    df["data"] = [dataset_label(d, s) for d, s in zip(df["dataset"], df["data_source"])]
+    beside = results_beside_paper(df).set_index(["dataset", "model"])
+    assert beside.loc[("tinyimagenet (train subset)", "resnet18"), "mean"] == pytest.approx(30.5)
+    assert beside.loc[("tinyimagenet", "resnet18"), "mean"] == pytest.approx(50.5)
+    assert beside.loc[("tinyimagenet (train subset)", "resnet18"), "paper top-1"] == pytest.approx(
+        beside.loc[("tinyimagenet", "resnet18"), "paper top-1"])
+    pairs = paired_table(df)
+    assert sorted(pairs["dataset"]) == ["tinyimagenet", "tinyimagenet (train subset)"]
+    assert pairs["n"].tolist() == [2, 2] and pairs["mean"].tolist() == pytest.approx([2.0, 2.0])
+
+
 def test_pe_claim_compares_the_three_variants_within_one_protocol_and_setting():
     def pe_rows(dataset, accs, protocol="paper"):
         return [(dataset, m, m, protocol, s, a + s / 10, None, 1.0, 1.0, 0, False)

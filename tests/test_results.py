@@ -67,7 +67,7 @@ def test_concurrent_appends_lose_no_row(tmp_path):
 
 def test_load_results_without_file_is_empty_with_columns(tmp_path):
     frame = load_results(tmp_path / "nothing.csv")
-    assert frame.empty and list(frame.columns) == list(RESULT_COLUMNS) + ["setting"]
+    assert frame.empty and list(frame.columns) == list(RESULT_COLUMNS) + ["setting", "data"]
 
 
 def test_load_results_fills_columns_an_older_file_lacks_and_adds_the_setting(tmp_path):

@@ -112,12 +112,19 @@ class Location:
         text = f"{self.manifest.get('source', 'local files')} {self.path}"
         notes = [self.manifest["origin"]] if "origin" in self.manifest else []
         if "counts" in self.manifest:
-            notes.append("a SUBSET: counts declared in MANIFEST.json")
+            notes.append(subset_note(info, self.manifest["counts"]))
         if self.kind == "imagefolder":
             notes.insert(0, "ImageFolder")
             if info.name == "cifar10" and "JPEG" not in " ".join(notes) and any(self.path.glob("train/*/*.jpg")):
                 notes.append("JPEG files: a re-encoded, lossy copy of CIFAR-10")
         return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def subset_note(info: DatasetInfo, declared: dict) -> str:
+    """"a SUBSET of train: ..." naming the splits with fewer images than the official ones; results tables
+    label such runs (gradattn.results.dataset_label) so no one reads them as the full dataset's."""
+    reduced = [split for split, n in declared.items() if int(n) < info.official_counts.get(split, int(n))]
+    return f"a SUBSET{' of ' + ', '.join(reduced) if reduced else ''}: counts declared in {MANIFEST}"
 
 
 def read_manifest(folder: Path) -> dict:

@@ -82,6 +82,8 @@ def test_tiny_imagenet_subset(tmp_path_factory):
     root = prepared_root(tmp_path_factory, "tinyimagenet", "tiny_imagenet/tiny-imagenet-200-jpeg-train150-val.npz")
     splits = load_splits("tinyimagenet", "corrected", root=root)
     assert "SUBSET" in " ".join(splits.notes)
+    from gradattn.results import dataset_label
+    assert dataset_label("tinyimagenet", splits.source) == "tinyimagenet (train subset)"   # val is complete
     assert (len(splits.train) + len(splits.val), len(splits.test)) == (30000, 10000)
     assert_balanced(splits.test.labels, 200, 50)
     assert splits.test.images.shape[1:] == (64, 64, 3)

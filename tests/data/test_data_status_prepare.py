@@ -161,6 +161,8 @@ def test_prepare_builds_canonical_layouts_idempotently(tmp_path, rng, monkeypatc
     tiny = load_splits("tinyimagenet", "corrected", root=root)
     assert (len(tiny.train) + len(tiny.val), len(tiny.test)) == (400, 200)
     assert "SUBSET" in " ".join(tiny.notes)
+    from gradattn.results import dataset_label
+    assert dataset_label("tinyimagenet", tiny.source) == "tinyimagenet (train, val subset)"   # both cut here
 
     stamp = (root / "cifar10" / "train" / "airplane" / "00000.jpg").stat().st_mtime_ns
     capsys.readouterr()
