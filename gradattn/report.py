@@ -622,9 +622,23 @@ def results_beside_paper(df):
     summary["ours: mean ± 95 % CI"] = [
         f"{m:.2f}" + ("" if n < 2 else f" ± {h:.2f}") + f" (n={n})"
         for m, h, n in zip(summary["mean"], summary["half_width"], summary["n"])]
+    summary["paper recovered"] = [recovered(*row) for row in zip(
+        summary["protocol"], summary["paper top-1"], summary["ci_low"], summary["ci_high"], summary["n"])]
     summary = _label_subsets(summary)
-    return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "paper top-1", "runs from",
-                    "run", "mean", "ci_low", "ci_high", "n"]]
+    return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "paper top-1",
+                    "paper recovered", "runs from", "run", "mean", "ci_low", "ci_high", "n"]]
+
+
+def recovered(protocol: str, published, ci_low, ci_high, n) -> str:
+    """Whether the paper's number lies within our 95 % CI over seeds: the test of "the published numbers
+    are recovered within seed noise". Only the paper protocol is expected to recover them."""
+    import pandas as pd
+    if protocol != "paper" or published is None or pd.isna(published):
+        return ""
+    if n < 2:
+        return "one seed"
+    return "yes" if ci_low <= published <= ci_high else ("no: ours higher" if ci_low > published else
+                                                          "no: ours lower")
 
 
 def paired_table(df, baseline: str = "resnet18"):

@@ -39,6 +39,7 @@ def test_findings_table_groups_seeds_and_sets_the_paper_beside(tmp_path):
     assert len(row) == 1
     cells = [c.strip() for c in row[0].strip("|").split("|")]
     assert cells[3] == "2" and cells[5] == "91.00 ± 12.71" and cells[6] == "64.11"   # t(0.975, 1) = 12.706
+    assert cells[7] == ""                      # corrected protocol: the paper's number is not expected
     assert updater.findings_table(tmp_path / "absent.csv").startswith("_No full-data runs")
 
 

@@ -96,6 +96,20 @@ def test_paper_number_is_no_reference_for_a_variant_trained_on_other_data():
     assert beside.loc["resnet18-e20", "paper top-1"] == pytest.approx(14.07)
 
 
+def test_paper_number_is_recovered_when_it_lies_in_our_interval():
+    from gradattn.report import results_beside_paper
+    rows = [("fashionmnist", "resnet18", "resnet18", "paper", s, a, None) for s, a in enumerate([63.0, 66.0, 64.0])]
+    rows += [("fashionmnist", "gradattn_lpe", "gradattn_lpe", "paper", s, a, None)
+             for s, a in enumerate([88.0, 88.5, 88.2])]
+    rows += [("fashionmnist", "gradattn_rope", "gradattn_rope", "paper", 0, 62.0, None),
+             ("fashionmnist", "resnet18", "resnet18", "corrected", 0, 92.0, None)]
+    beside = results_beside_paper(tagged(rows)).set_index(["model", "protocol"])["paper recovered"]
+    assert beside[("resnet18", "paper")] == "yes"                 # 64.11 in 64.33 ± 3.79
+    assert beside[("gradattn_lpe", "paper")] == "no: ours higher"  # 75.18 far below
+    assert beside[("gradattn_rope", "paper")] == "one seed"
+    assert beside[("resnet18", "corrected")] == ""                # not expected to match
+
+
 def test_subset_runs_are_labelled_and_kept_apart_from_full_data_runs():
     from gradattn.report import paired_table, results_beside_paper
     from gradattn.results import dataset_label
