@@ -763,7 +763,8 @@ def claim_verdicts(df, profile: str):
             c_gap = 100 * (rn["health_score_corrected"].mean() - ga["health_score_corrected"].mean())
             dead = int(pd.to_numeric(ga.get("num_dead_layers"), errors="coerce").fillna(0).sum())
             evidence = (f"ResNet-18 minus GradAttn health score: faithful {f_gap:+.1f} pts, corrected "
-                        f"(measured layers only) {c_gap:+.1f} pts; dead GradAttn layers: {dead}")
+                        f"(measured layers only) {c_gap:+.1f} pts; dead GradAttn layers: {dead}"
+                        + "".join(f"; {line}" for line in _health_by_dataset(ga, rn)))
             verdict = "not reproduced" if c_gap < f_gap - 1 else "reproduced"
             rows.append(("controlled_instabilities", verdict, evidence,
                          "the faithful gap comes from hooks that never fire (SPEC 7.4) and exact-zero dead "
@@ -797,6 +798,26 @@ def claim_verdicts(df, profile: str):
     table = pd.DataFrame(rows, columns=["claim", "verdict", "evidence", "why"])
     table.insert(1, "statement", [paper.CLAIMS[c] for c in table["claim"]])
     return table
+
+
+def _health_by_dataset(gradattn_runs, resnet_runs) -> list[str]:
+    """Per dataset and protocol where GradAttn's corrected health score is below ResNet-18's: the gap and
+    the top-1 difference beside it, so a reader sees whether a lower score went with better accuracy."""
+    key = ["data" if "data" in gradattn_runs else "dataset", "protocol"] + (["setting"] if "setting" in
+                                                                           gradattn_runs else [])
+    lines = []
+    for group, ga in gradattn_runs.groupby(key, sort=True):
+        group = group if isinstance(group, tuple) else (group,)
+        rn = resnet_runs
+        for column, value in zip(key, group):
+            rn = rn[rn[column] == value]
+        if rn.empty:
+            continue
+        gap = 100 * (rn["health_score_corrected"].mean() - ga["health_score_corrected"].mean())
+        if gap > 0.05:
+            lines.append(f"{' '.join(str(v) for v in group if v)}: corrected gap {gap:+.1f} pts with GradAttn top-1 "
+                         f"{ga['top1'].mean() - rn['top1'].mean():+.2f} vs ResNet-18 (means over runs)")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------

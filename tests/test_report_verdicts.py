@@ -46,6 +46,18 @@ def test_health_gap_that_vanishes_with_the_right_denominator_is_not_reproduced()
     assert v["wins_5_of_8"] == "not tested here"          # one dataset of eight
 
 
+def test_health_evidence_names_the_dataset_where_the_corrected_score_drops():
+    rows = fmnist("corrected", [92.1], [92.4], seeds=(0,))
+    rows += [("cifar10", "resnet18", "corrected", 0, 74.0, 1.0, 1.0, 0, False),
+             ("cifar10", "gradattn_lpe", "corrected", 0, 70.5, 32 / 35, 55 / 59, 0, False),
+             ("cifar10", "resnet18", "corrected", 1, 57.0, 1.0, 1.0, 0, False)]   # another setting: not compared
+    df = runs(rows).assign(setting=[""] * (len(rows) - 1) + ["jpeg4000-e20"])
+    table = claim_verdicts(df, "paper").set_index("claim")
+    evidence = table.loc["controlled_instabilities", "evidence"]
+    assert "cifar10 corrected: corrected gap +6.8 pts with GradAttn top-1 -3.50" in evidence
+    assert "fashionmnist corrected:" not in evidence           # no corrected gap there
+
+
 def tagged(rows):
     """Rows as collect_results gives them: model_tag and the setting derived from it."""
     from gradattn.results import run_setting
