@@ -609,11 +609,9 @@ def results_beside_paper(df):
     if "setting" not in summary:
         summary["setting"] = ""
     summary["run"] = [m + (f"-{st}" if st else "") for m, st in zip(summary["model"], summary["setting"])]
-    summary["paper top-1"] = [paper.paper_top1(d, m) for d, m in zip(summary["dataset"], summary["model"])]
-    if "variant" in df:          # a dataset variant trains on other data: the paper's number is no reference
-        has = df.assign(has_variant=df["variant"].notna()).groupby(by)["has_variant"].any()
-        has_variant = [bool(has.get(tuple(row), False)) for row in summary[by].itertuples(index=False)]
-        summary["paper top-1"] = [None if v else p for v, p in zip(has_variant, summary["paper top-1"])]
+    variant = df.groupby(by)["variant"].first() if "variant" in df else {}   # one per setting
+    summary["paper top-1"] = [paper_reference(d, m, variant.get(tuple(row))) for d, m, row in zip(
+        summary["dataset"], summary["model"], summary[by].itertuples(index=False))]
     if "provenance" in df:
         source = df.groupby(by)["provenance"].agg(lambda p: " + ".join(sorted({v.split(" (")[0] for v in p})))
         summary["runs from"] = [source.get(tuple(row), "") for row in summary[by].itertuples(index=False)]
@@ -627,6 +625,13 @@ def results_beside_paper(df):
     summary = _label_subsets(summary)
     return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "paper top-1",
                     "paper recovered", "runs from", "run", "mean", "ci_low", "ci_high", "n"]]
+
+
+def paper_reference(dataset: str, model: str, variant=None) -> float | None:
+    """The paper's top-1 to set beside a run, or None: a run on a dataset variant (a non-empty string)
+    trains on other data than the paper's, so its number is no reference."""
+    from gradattn import paper
+    return None if isinstance(variant, str) and variant else paper.paper_top1(dataset, model)
 
 
 def recovered(protocol: str, published, ci_low, ci_high, n) -> str:

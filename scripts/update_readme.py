@@ -21,8 +21,8 @@ def paper_cell(published: float | None, variant: str | None) -> str:
 
 def findings_table(path: Path = RESULTS) -> str:
     """Markdown table of the committed runs (results/results.csv), grouped over seeds, beside the paper."""
-    from gradattn import paper, stats
-    from gradattn.report import recovered
+    from gradattn import stats
+    from gradattn.report import paper_reference, recovered
     from gradattn.results import dataset_label, read_results
 
     rows = [r for r in read_results(path) if r.get("is_sample") != "True"]
@@ -38,7 +38,7 @@ def findings_table(path: Path = RESULTS) -> str:
         ci = stats.mean_ci([float(r["top1"]) for r in runs])
         top1 = f"{ci['mean']:.2f}" + (f" ± {ci['half_width']:.2f}" if ci["n"] > 1 else "")
         variant = runs[0].get("variant")
-        published = None if variant else paper.paper_top1(runs[0]["dataset"], runs[0]["model"])
+        published = paper_reference(runs[0]["dataset"], runs[0]["model"], variant)
         epochs = ", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in runs)
         health = ", ".join(dict.fromkeys(     # each distinct pair once, in seed order
             f"{float(r['health_score_faithful']):.1%} / {float(r['health_score_corrected']):.1%}"

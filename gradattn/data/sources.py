@@ -48,21 +48,6 @@ VARIANTS = {
     "tissuemnist": {"64": "the 64 px MedMNIST+ file tissuemnist_64.npz"},
 }
 CIFAR_4000_VARIANTS = ("lossless4000", "jpeg4000")
-
-
-def check_variant(name: str, variant: str | None, protocol: str = "corrected", sample: bool = False) -> None:
-    """Raise ValueError naming the problem when `variant` cannot be loaded for this dataset, protocol and
-    source. Shared by load_splits and TrainConfig, so a bad run is refused before any data is read."""
-    if variant is None:
-        return
-    allowed = VARIANTS.get(name, {})
-    if variant not in allowed:
-        raise ValueError(f"unknown variant {variant!r} for {name}; valid: {', '.join(allowed) or 'none'} (or None)")
-    if sample:
-        raise ValueError("the embedded sample has no variants; drop --sample or --variant")
-    if variant in CIFAR_4000_VARIANTS and protocol != "corrected":
-        raise ValueError(f"cifar10 variant {variant} is defined for the corrected protocol only "
-                         "(pass paper_defects=True to add the SPEC 7.1 defect)")
 PAD_UFES_URL = "https://data.mendeley.com/datasets/zr7vgbcyr2/1"
 _FMNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 _SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
@@ -118,6 +103,21 @@ class Location:
             if info.name == "cifar10" and "JPEG" not in " ".join(notes) and any(self.path.glob("train/*/*.jpg")):
                 notes.append("JPEG files: a re-encoded, lossy copy of CIFAR-10")
         return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def check_variant(name: str, variant: str | None, protocol: str = "corrected", sample: bool = False) -> None:
+    """Raise ValueError naming the problem when `variant` cannot be loaded for this dataset, protocol and
+    source. Shared by load_splits and TrainConfig, so a bad run is refused before any data is read."""
+    if variant is None:
+        return
+    allowed = VARIANTS.get(name, {})
+    if variant not in allowed:
+        raise ValueError(f"unknown variant {variant!r} for {name}; valid: {', '.join(allowed) or 'none'} (or None)")
+    if sample:
+        raise ValueError("the embedded sample has no variants; drop --sample or --variant")
+    if variant in CIFAR_4000_VARIANTS and protocol != "corrected":
+        raise ValueError(f"cifar10 variant {variant} is defined for the corrected protocol only "
+                         "(pass paper_defects=True to add the SPEC 7.1 defect)")
 
 
 def subset_note(info: DatasetInfo, declared: dict) -> str:
