@@ -4,8 +4,9 @@ For every input shape and model, on one machine in one run, this times
   (a) the authors' pipeline: torchvision-style dataset + PIL transforms + DataLoader(num_workers=2),
       fp32 eager, cudnn deterministic (gradattn.data.paper_transforms, as in the notebooks), and
   (b) ours: the split held on the device as uint8, augmented there (gradattn.fastdata.DeviceLoader),
-      bf16 autocast + channels_last on CUDA, optional torch.compile, evaluation in large batches;
-      on CPU it falls back to fp32 eager, so there only the data path differs,
+      bf16 autocast + channels_last + fused Adam on CUDA, each step replayed from a CUDA graph as
+      gradattn.train does (gradattn.trainstep; --no-cuda-graphs: eager), optional torch.compile,
+      evaluation in large batches; on CPU it falls back to fp32 eager, so there only the data path differs,
 and reports training images/s, epoch time, the fraction of the epoch spent waiting for data, evaluation
 images/s and the speed-up b/a. Inputs are random uint8 images of each dataset's stored shape pushed
 through that dataset's full train-time augmentation (it measures speed, not accuracy). Both pipelines are
@@ -13,7 +14,8 @@ set up and warmed up first (cudnn autotuning, compilation: never timed), then ti
 interleaved epochs, so a slow spell on a shared machine hits both; the median epoch is reported.
 
     python benchmarks/train_speed.py --quick                    # tiny CPU run (CI-class machines)
-    python benchmarks/train_speed.py --device cuda --compile     # the real thing on a GPU
+    python benchmarks/train_speed.py --device cuda               # the real thing on a GPU (CUDA graphs)
+    python benchmarks/train_speed.py --device cuda --no-cuda-graphs [--compile]   # eager / compiled
     python benchmarks/train_speed.py --time-to-accuracy          # + time to 93 % on real Fashion-MNIST
 
 Writes outputs/bench/train_speed.csv (and time_to_accuracy.csv), atomically. Needs only torch,
@@ -34,13 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without installing
 
 from gradattn import fastdata   # noqa: E402
 from gradattn.fileio import atomic_write_text   # noqa: E402
 from gradattn.data.registry import get_info   # noqa: E402
+from gradattn.trainstep import TrainStep   # noqa: E402
 
 # Each benchmark shape is the network input of the dataset whose pipeline it runs.
 SHAPES = {"28x28x1": "fashionmnist", "32x32x3": "cifar10", "64x64x3": "bloodmnist",
@@ -50,13 +52,14 @@ DEFAULT_MODELS = ("resnet18", "gradattn_lpe")
 DATA_LABEL = "random uint8"
 
 COLUMNS = ("date", "device", "device_name", "torch", "cpu_threads", "shape", "pipeline_of", "model",
-           "data", "images", "batch_size", "eval_batch_size", "warmup_steps", "repeats", "compile", "amp",
+           "data", "images", "batch_size", "eval_batch_size", "warmup_steps", "repeats", "compile", "cuda_graphs", "amp",
            "channels_last", "workers",
            "authors_train_img_s", "ours_train_img_s", "train_speedup",
            "authors_epoch_s", "ours_epoch_s", "authors_data_wait", "ours_data_wait",
            "authors_eval_img_s", "ours_eval_img_s", "eval_speedup")
 TTA_COLUMNS = ("date", "device", "device_name", "torch", "model", "dataset", "protocol", "pipeline",
-               "target", "status", "reached", "epochs", "seconds", "test_acc_by_epoch")
+               "cuda_graphs", "target", "status", "reached", "epochs", "seconds", "test_acc_by_epoch",
+               "seconds_by_epoch")
 
 
 @dataclass
@@ -70,6 +73,7 @@ class BenchConfig:
     batch_size: int | None = None   # None: the dataset's paper batch size (128)
     eval_batch_size: int = 1024  # ours; the authors evaluated with their training batch size
     compile: bool = False
+    cuda_graphs: bool = True     # ours, on CUDA: each step replayed from a CUDA graph, as gradattn.train does
     workers: int = 2             # the authors' DataLoader workers
     seed: int = 0
     out: str = "outputs/bench"
@@ -172,31 +176,36 @@ def _logits(output):
     return output["logits"] if isinstance(output, dict) else output
 
 
-def train_step(model, optimizer, x, y, pipeline: Pipeline, device):
+def make_train_step(cfg: BenchConfig, model, pipeline: Pipeline, device) -> TrainStep:
+    """The authors: torch's default Adam, fp32. Ours: what gradattn.train runs (fused Adam, bf16,
+    and with --cuda-graphs the step replayed from a CUDA graph)."""
+    cuda = device.type == "cuda"
+    ours = pipeline.name == "ours"
+    graphs = ours and cfg.cuda_graphs and cuda
+    optimizer = (torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=cuda, capturable=graphs)
+                 if ours else torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4))
+    return TrainStep(model, optimizer, device, amp=pipeline.amp, cuda_graph=graphs)
+
+
+def train_step(step: TrainStep, x, y, pipeline: Pipeline):
     if pipeline.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with fastdata.autocast_context(device, pipeline.amp):
-        logits = _logits(model(x))
-    loss = F.cross_entropy(logits.float(), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
+    return step(x, y)[0]
 
 
-def warm_up(model, optimizer, pipeline: Pipeline, device, steps: int) -> None:
-    """Untimed training steps: cudnn autotuning, compilation, allocator and worker start-up."""
+def warm_up(model, step: TrainStep, pipeline: Pipeline, device, steps: int) -> None:
+    """Untimed training steps: cudnn autotuning, compilation, graph capture, allocator and worker start-up."""
     model.train()
     done = 0
     while done < steps:
         for x, y in pipeline.train_loader:
-            train_step(model, optimizer, x.to(device), y.to(device), pipeline, device)
+            train_step(step, x.to(device), y.to(device), pipeline)
             done += 1
             if done >= steps:
                 break
 
 
-def time_epoch(model, optimizer, pipeline: Pipeline, device, epoch: int) -> dict:
+def time_epoch(model, step: TrainStep, pipeline: Pipeline, device, epoch: int) -> dict:
     """Time one training epoch from a fresh iterator, as the notebooks ran it (workers start per epoch)."""
     model.train()
     loader = pipeline.train_loader
@@ -209,7 +218,7 @@ def time_epoch(model, optimizer, pipeline: Pipeline, device, epoch: int) -> dict
     iterator = iter(loader)
     for _ in range(len(loader)):
         x, y = clock.fetch(iterator, device)
-        train_step(model, optimizer, x, y, pipeline, device)
+        train_step(step, x, y, pipeline)
         images += y.shape[0]
     fastdata.synchronize(device)
     seconds = time.perf_counter() - start
@@ -257,27 +266,30 @@ def measure(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
     batches = cfg.images // batch_size
     split = random_split(info, batches * batch_size, cfg.seed)
     pipelines = build_pipelines(cfg, info, split, device, batch_size)
-    models, optimizers = {}, {}
+    models, steps = {}, {}
     for pipeline in pipelines:                       # both set up and warmed up before any timing
         torch.manual_seed(cfg.seed)
         model = build_model(model_name, info.num_classes, info.in_chans)
         compile_it = pipeline.name == "ours" and cfg.compile and device.type == "cuda"
+        if compile_it:
+            torch._dynamo.reset()   # a fresh compile per row: recompiling for a new shape crashed (torch 2.11)
         models[pipeline.name] = fastdata.prepare_model(model, device, pipeline.channels_last, compile_it)
-        optimizers[pipeline.name] = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        steps[pipeline.name] = make_train_step(cfg, model, pipeline, device)
         with cudnn_flags(pipeline.cudnn_benchmark):
-            warm_up(models[pipeline.name], optimizers[pipeline.name], pipeline, device, cfg.steps)
+            warm_up(models[pipeline.name], steps[pipeline.name], pipeline, device, cfg.steps)
             time_evaluation(models[pipeline.name], pipeline, device)   # compiles the eval shapes
     train_runs = {p.name: [] for p in pipelines}
     eval_runs = {p.name: [] for p in pipelines}
     for repeat in range(cfg.repeats):                # interleaved, so slow spells hit both alike
         for pipeline in pipelines:
             with cudnn_flags(pipeline.cudnn_benchmark):
-                train_runs[pipeline.name].append(time_epoch(models[pipeline.name], optimizers[pipeline.name],
+                train_runs[pipeline.name].append(time_epoch(models[pipeline.name], steps[pipeline.name],
                                                             pipeline, device, epoch=repeat + 1))
                 eval_runs[pipeline.name].append(time_evaluation(models[pipeline.name], pipeline, device))
     result = {name: dict(median_run(train_runs[name]), eval_img_s=float(np.median(eval_runs[name])))
               for name in train_runs}
-    del models, optimizers
+    graphed = steps["ours"].graph_replays
+    del models, steps
     if device.type == "cuda":
         torch.cuda.empty_cache()
     a, b = result["authors"], result["ours"]
@@ -286,6 +298,7 @@ def measure(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
         "shape": shape, "pipeline_of": info.name, "model": model_name, "data": DATA_LABEL,
         "images": batches * batch_size, "batch_size": batch_size, "eval_batch_size": cfg.eval_batch_size,
         "warmup_steps": cfg.steps, "repeats": cfg.repeats, "compile": bool(cfg.compile and cuda),
+        "cuda_graphs": bool(graphed),
         "amp": "bf16" if cuda else "fp32",
         "channels_last": cuda, "workers": cfg.workers,
         "authors_train_img_s": a["img_s"], "ours_train_img_s": b["img_s"],
@@ -309,12 +322,14 @@ def profile_ours(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
     split = random_split(info, max(cfg.profile_steps + 1, 2) * batch_size, cfg.seed)
     pipeline = our_pipeline(cfg, info, split, device, batch_size)
     torch.manual_seed(cfg.seed)
-    model = fastdata.prepare_model(build_model(model_name, info.num_classes, info.in_chans), device,
-                                   pipeline.channels_last, cfg.compile and device.type == "cuda")
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     cuda = device.type == "cuda"
+    if cfg.compile and cuda:
+        torch._dynamo.reset()
+    model = fastdata.prepare_model(build_model(model_name, info.num_classes, info.in_chans), device,
+                                   pipeline.channels_last, cfg.compile and cuda)
+    step = make_train_step(cfg, model, pipeline, device)
     with cudnn_flags(pipeline.cudnn_benchmark):
-        warm_up(model, optimizer, pipeline, device, max(cfg.steps, 3))
+        warm_up(model, step, pipeline, device, max(cfg.steps, 5))
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         fastdata.synchronize(device)
         with profile(activities=activities) as prof:
@@ -322,7 +337,7 @@ def profile_ours(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
             done = 0
             while done < cfg.profile_steps:
                 for x, y in pipeline.train_loader:
-                    train_step(model, optimizer, x, y, pipeline, device)
+                    train_step(step, x, y, pipeline)
                     done += 1
                     if done >= cfg.profile_steps:
                         break
@@ -352,8 +367,9 @@ def time_to_accuracy(cfg: BenchConfig, device) -> dict:
     per-epoch validation is (as in the authors' "training time").
     """
     row = {"model": "resnet18", "dataset": "fashionmnist", "protocol": "corrected",
-           "pipeline": cfg.tta_pipeline, "target": cfg.tta_target, "reached": "", "epochs": "",
-           "seconds": "", "test_acc_by_epoch": ""}
+           "pipeline": cfg.tta_pipeline, "cuda_graphs": cfg.cuda_graphs and device.type == "cuda",
+           "target": cfg.tta_target, "reached": "", "epochs": "", "seconds": "", "test_acc_by_epoch": "",
+           "seconds_by_epoch": ""}
     try:
         from gradattn import train as gtrain
         from gradattn.data import DatasetNotFoundError, load_splits
@@ -366,32 +382,35 @@ def time_to_accuracy(cfg: BenchConfig, device) -> dict:
     from gradattn.models import build_model
     tcfg = gtrain.TrainConfig(dataset="fashionmnist", model="resnet18", protocol="corrected",
                               pipeline=cfg.tta_pipeline, epochs=cfg.tta_epochs, early_stopping_patience=None,
-                              device=str(device), seed=cfg.seed, progress=False, data_root=cfg.data_root)
+                              device=str(device), seed=cfg.seed, progress=False, data_root=cfg.data_root,
+                              cuda_graphs=cfg.cuda_graphs)
     loaders = gtrain.build_loaders(tcfg, splits, device)
     torch.manual_seed(cfg.seed)
     model = fastdata.prepare_model(build_model("resnet18", 10, splits.info.in_chans), device,
                                    channels_last=device.type == "cuda",
                                    compile=cfg.compile and device.type == "cuda")
-    accuracies, scoring = [], [0.0]
+    accuracies, elapsed, scoring = [], [], [0.0]
 
     def score_test(epoch, model, record):
         start = time.perf_counter()
+        elapsed.append(start - fit_start - scoring[0])
         _, acc = gtrain.evaluate_loss_acc(model, loaders["test"], device, device.type == "cuda")
         accuracies.append(acc)
         scoring[0] += time.perf_counter() - start
         if acc >= cfg.tta_target:
             raise _TargetReached
 
-    start = time.perf_counter()
+    fit_start = time.perf_counter()
     try:
         gtrain.fit(model, loaders["train"], loaders["val"], tcfg, device=device, on_epoch_end=score_test)
     except _TargetReached:
         pass
-    seconds = time.perf_counter() - start - scoring[0]
+    seconds = time.perf_counter() - fit_start - scoring[0]
     reached = bool(accuracies) and accuracies[-1] >= cfg.tta_target
     return dict(row, status="ok" if reached else f"target not reached in {len(accuracies)} epochs",
                 reached=reached, epochs=len(accuracies), seconds=round(seconds, 2),
-                test_acc_by_epoch=" ".join(f"{a:.4f}" for a in accuracies))
+                test_acc_by_epoch=" ".join(f"{a:.4f}" for a in accuracies),
+                seconds_by_epoch=" ".join(f"{t:.1f}" for t in elapsed))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -459,6 +478,9 @@ def parse_args(argv=None) -> BenchConfig:
     parser.add_argument("--eval-batch-size", type=int, default=None, help="our evaluation batch (default 1024)")
     parser.add_argument("--workers", type=int, default=None, help="authors' DataLoader workers (default 2)")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (CUDA only)")
+    parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                        help="replay our training step from a CUDA graph, as gradattn.train does (default; "
+                             "CUDA only); --no-cuda-graphs times our eager step")
     parser.add_argument("--quick", action="store_true",
                         help="tiny CPU settings: --device cpu --images 384 --steps 2 --batch-size 32 "
                              "--eval-batch-size 256 (explicit options still win)")
@@ -485,7 +507,8 @@ def parse_args(argv=None) -> BenchConfig:
         settings["shapes"] = tuple(s.strip() for s in args.sizes.split(",") if s.strip())
     if args.models:
         settings["models"] = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    cfg = BenchConfig(compile=args.compile, time_to_accuracy=args.time_to_accuracy, **settings)
+    cfg = BenchConfig(compile=args.compile, cuda_graphs=args.cuda_graphs, time_to_accuracy=args.time_to_accuracy,
+                      **settings)
 
     unknown = [s for s in cfg.shapes if s not in SHAPES]
     if unknown:
@@ -511,7 +534,8 @@ def main(argv=None) -> dict:
     device = fastdata.resolve_device(cfg.device)
     facts = machine_facts(device)
     print(f"{facts['date']}  device {device} ({facts['device_name']})  torch {facts['torch']}  "
-          f"cpu threads {facts['cpu_threads']}  data: {DATA_LABEL}  compile: {cfg.compile and device.type == 'cuda'}")
+          f"cpu threads {facts['cpu_threads']}  data: {DATA_LABEL}  compile: {cfg.compile and device.type == 'cuda'}  "
+          f"cuda graphs: {cfg.cuda_graphs and device.type == 'cuda'}")
     rows = []
     for shape in cfg.shapes:
         for model_name in cfg.models:

@@ -93,6 +93,10 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="auto (default), cpu, cuda or cuda:<index>")
     group.add_argument("--deterministic", action="store_true", default=None,
                        help="deterministic kernels (slower)")
+    group.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                       help="replay each training step from a CUDA graph (gradattn.trainstep; default on, "
+                            "CUDA only): 7-13x the authors' pipeline's throughput at batch 128 on an H200 "
+                            "(benchmarks/README.md)")
     group.add_argument("--num-workers", type=int, help=f"DataLoader workers for --pipeline torch "
                        f"(default {defaults.num_workers})")
     group.add_argument("--data-root", help="folder holding the datasets (default: see `data status`)")
@@ -106,7 +110,8 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 _TRAINING_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "lr_patience", "min_lr",
                     "early_stopping_patience", "paper_defects", "pipeline", "sample", "variant", "max_train_samples",
-                    "gradflow_batches", "grad_sample_every", "split_seed", "device", "deterministic", "num_workers", "data_root",
+                    "gradflow_batches", "grad_sample_every", "split_seed", "device", "deterministic", "cuda_graphs",
+                    "num_workers", "data_root",
                     "download", "out_dir", "progress")
 
 

@@ -502,9 +502,13 @@ class GradientMonitor:
                 name = path or ",".join(n for n, _ in _direct_params(module))
                 self.layers.append((name, params, sum(p.numel() for p in params)))
 
+    def samples(self, step: int) -> bool:
+        """Whether `after_backward(step)` records (a CUDA-graphed loop runs that step eagerly)."""
+        return step % self.every == 0
+
     @torch.no_grad()
     def after_backward(self, step: int, epoch: int | None = None) -> bool:
-        if step % self.every:
+        if not self.samples(step):
             return False
         names, norms, sizes = [], [], []
         for name, params, numel in self.layers:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 
 from gradattn.data.sources import check_variant
 from gradattn.fileio import atomic_write_bytes, atomic_write_text
+from gradattn.trainstep import TrainStep
 
 PROTOCOLS = ("paper", "corrected")
 PIPELINES = ("fast", "torch")
@@ -73,7 +75,8 @@ class NonFiniteLossError(RuntimeError):
 # --------------------------------------------------------------------------------------------------
 
 # Settings that change where output goes or how it is shown, never the result.
-NOT_PART_OF_RUN_IDENTITY = ("progress", "out_dir", "data_root", "num_workers", "download", "grad_sample_every")
+NOT_PART_OF_RUN_IDENTITY = ("progress", "out_dir", "data_root", "num_workers", "download", "grad_sample_every",
+                            "cuda_graphs")
 
 # Training settings that get a model-tag suffix when they differ from the paper's value.
 _TAGGED_SETTINGS = {"epochs": "e", "lr": "lr", "weight_decay": "wd", "lr_factor": "lrf",
@@ -108,6 +111,7 @@ class TrainConfig:
     split_seed: int = 42                 # the authors' split seed
     device: str = "auto"                 # "auto", "cpu", "cuda", "cuda:1", ...
     deterministic: bool = False
+    cuda_graphs: bool = True             # CUDA only: replay each training step from a CUDA graph (trainstep)
     num_workers: int = 2                 # pipeline "torch" only
     data_root: str | None = None
     download: bool = False               # let gradattn.data fetch an absent dataset (needs network)
@@ -446,12 +450,16 @@ def _logits(output):
 
 
 def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last: bool = False,
-                    progress: bool = False, checkpoint: str | None = None, monitor=None) -> dict:
+                    progress: bool = False, checkpoint: str | None = None, monitor=None,
+                    train_step: TrainStep | None = None) -> dict:
     """One pass over `loader`; raises NonFiniteLossError naming the first bad step.
 
     Per-step losses stay on the device and are checked once at the end of the epoch, so the GPU never
-    waits for the host; the weights of a diverged epoch are never saved.
+    waits for the host; the weights of a diverged epoch are never saved. `train_step` (a
+    gradattn.trainstep.TrainStep, e.g. CUDA-graphed) runs each step; by default an eager one.
     """
+    if train_step is None:
+        train_step = TrainStep(model, optimizer, device)
     model.train()
     num_batches = len(loader)
     step_losses = torch.full((num_batches,), float("nan"), device=device)
@@ -460,16 +468,13 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last:
     bar = _progress_bar(loader, progress, total=num_batches, desc=f"epoch {epoch}", leave=False)
     for step, (x, y) in enumerate(bar):
         x, y = _to_device(x, y, device, channels_last)
-        with _autocast(device):
-            logits = _logits(model(x))
-        loss = F.cross_entropy(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if monitor is not None:
-            monitor.after_backward((epoch - 1) * num_batches + step, epoch)
-        optimizer.step()
-        step_losses[step] = loss.detach()
-        correct += (logits.detach().argmax(1) == y).sum()
+        global_step = (epoch - 1) * num_batches + step
+        sample = None
+        if monitor is not None and monitor.samples(global_step):
+            sample = functools.partial(monitor.after_backward, global_step, epoch)
+        loss, logits = train_step(x, y, after_backward=sample)
+        step_losses[step] = loss
+        correct += (logits.argmax(1) == y).sum()
         seen += y.shape[0]
         steps = step + 1
     losses = step_losses[:steps]
@@ -550,8 +555,10 @@ def fit(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoi
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     channels_last = device.type == "cuda"
+    cuda_graph = cfg.cuda_graphs and device.type == "cuda"
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 fused=device.type == "cuda")
+                                 fused=device.type == "cuda", capturable=cuda_graph)
+    train_step = TrainStep(model, optimizer, device, cuda_graph=cuda_graph)
     plateau = ReduceLROnPlateau(optimizer, cfg.lr_factor, cfg.lr_patience, cfg.min_lr)
     stopper = EarlyStopping(cfg.early_stopping_patience, shallow_copy=cfg.defects)
     history, start_epoch, finished, stopped_early, train_time_s = [], 1, False, False, 0.0
@@ -585,7 +592,8 @@ def fit(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoi
                 loader.set_epoch(epoch)
         start = time.perf_counter()
         train = train_one_epoch(model, train_loader, optimizer, device, epoch, channels_last,
-                                cfg.progress, str(checkpoint_path) if checkpoint_path else None, monitor)
+                                cfg.progress, str(checkpoint_path) if checkpoint_path else None, monitor,
+                                train_step)
         train_seconds = time.perf_counter() - start
         val_loss, val_acc = evaluate_loss_acc(model, val_loader, device, channels_last)
         epoch_time = time.perf_counter() - start

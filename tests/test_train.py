@@ -469,3 +469,15 @@ def test_cli_shard_option_is_parsed_and_checked(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sweep", "--shard", "3/3"])
     assert "0 <= K < N" in capsys.readouterr().err
+
+
+def test_cuda_graphs_is_a_speed_setting_not_part_of_a_runs_identity():
+    from gradattn.cli import _overrides, build_parser
+    from gradattn.train import TrainConfig
+
+    on = TrainConfig(dataset="fashionmnist", model="resnet18")
+    off = TrainConfig(dataset="fashionmnist", model="resnet18", cuda_graphs=False)
+    assert on.cuda_graphs and on.identity() == off.identity()
+    args = build_parser().parse_args(["train", "--dataset", "fashionmnist", "--model", "resnet18",
+                                      "--no-cuda-graphs"])
+    assert _overrides(args)["cuda_graphs"] is False
