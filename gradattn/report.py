@@ -624,7 +624,7 @@ def results_beside_paper(df):
         summary["protocol"], summary["paper top-1"], summary["ci_low"], summary["ci_high"], summary["n"])]
     summary = _label_subsets(summary)
     return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "paper top-1",
-                    "paper recovered", "runs from", "run", "mean", "ci_low", "ci_high", "n"]]
+                    "paper recovered", "runs from", "run", "mean", "half_width", "ci_low", "ci_high", "n"]]
 
 
 def paper_reference(dataset: str, model: str, variant=None) -> float | None:
@@ -810,18 +810,16 @@ def _health_by_dataset(gradattn_runs, resnet_runs) -> list[str]:
     the top-1 difference beside it, so a reader sees whether a lower score went with better accuracy."""
     key = ["data" if "data" in gradattn_runs else "dataset", "protocol"] + (["setting"] if "setting" in
                                                                            gradattn_runs else [])
+    columns = ["health_score_corrected", "top1"]
+    both = gradattn_runs.groupby(key, sort=True)[columns].mean().merge(
+        resnet_runs.groupby(key)[columns].mean(), left_index=True, right_index=True, suffixes=("", "_resnet"))
     lines = []
-    for group, ga in gradattn_runs.groupby(key, sort=True):
+    for group, r in both.iterrows():
         group = group if isinstance(group, tuple) else (group,)
-        rn = resnet_runs
-        for column, value in zip(key, group):
-            rn = rn[rn[column] == value]
-        if rn.empty:
-            continue
-        gap = 100 * (rn["health_score_corrected"].mean() - ga["health_score_corrected"].mean())
+        gap = 100 * (r["health_score_corrected_resnet"] - r["health_score_corrected"])
         if gap > 0.05:
             lines.append(f"{' '.join(str(v) for v in group if v)}: corrected gap {gap:+.1f} pts with GradAttn top-1 "
-                         f"{ga['top1'].mean() - rn['top1'].mean():+.2f} vs ResNet-18 (means over runs)")
+                         f"{r['top1'] - r['top1_resnet']:+.2f} vs ResNet-18 (means over runs)")
     return lines
 
 

@@ -6,6 +6,8 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -14,47 +16,49 @@ RESULTS = README.parent / "results" / "results.csv"
 
 def paper_cell(published: float | None, variant: str | None) -> str:
     """The paper's number, or why there is none: a dataset variant trains on other data than the paper's."""
-    if variant:
+    if isinstance(variant, str) and variant:
         return f"n/a (variant {variant})"
-    return "" if published is None else f"{published:.2f}"
+    return "" if published is None or pd.isna(published) else f"{published:.2f}"
 
 
 def findings_table(path: Path = RESULTS) -> str:
-    """Markdown table of the committed runs (results/results.csv), grouped over seeds, beside the paper."""
-    from gradattn import stats
-    from gradattn.report import paper_reference, recovered
-    from gradattn.results import dataset_label, read_results
+    """Markdown table of the committed runs (results/results.csv): `report.results_beside_paper` (seeds
+    grouped, mean ± 95 % CI beside the paper, whether the paper lies within it) plus the README's own
+    columns: each run's epochs (best epoch), health scores and device."""
+    from gradattn.report import results_beside_paper
+    from gradattn.results import load_results, sample_mask
 
-    rows = [r for r in read_results(path) if r.get("is_sample") != "True"]
-    if not rows:
+    df = load_results(path)
+    df = df[~sample_mask(df)]
+    if df.empty:
         return "_No full-data runs committed yet (`results/results.csv`)._"
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((dataset_label(r["dataset"], r.get("data_source")), r["model_tag"], r["protocol"]),
-                          []).append(r)
+    key = ["data", "model", "setting", "protocol"]
+    details = df.groupby(key, sort=False, dropna=False).apply(_run_details, include_groups=False).apply(pd.Series)
+    table = results_beside_paper(df).merge(details.reset_index().rename(columns={"data": "dataset"}),
+                                           on=["dataset", "model", "setting", "protocol"], validate="one_to_one")
     lines = ["| dataset | model (tag) | protocol | seeds | epochs run (best) | test top-1 % | paper's top-1 % "
              "| paper in our CI | health: faithful / corrected | device |", "|---|---|---|---:|---|---:|---:|---|---|---|"]
-    for (dataset, tag, protocol), runs in sorted(groups.items()):
-        ci = stats.mean_ci([float(r["top1"]) for r in runs])
-        top1 = f"{ci['mean']:.2f}" + (f" ± {ci['half_width']:.2f}" if ci["n"] > 1 else "")
-        variant = runs[0].get("variant")
-        published = paper_reference(runs[0]["dataset"], runs[0]["model"], variant)
-        epochs = ", ".join(f"{r['epochs']} ({r['best_epoch']})" for r in runs)
-        health = ", ".join(dict.fromkeys(     # each distinct pair once, in seed order
-            f"{float(r['health_score_faithful']):.1%} / {float(r['health_score_corrected']):.1%}"
-            for r in runs if r.get("health_score_faithful")))
-        devices = ", ".join(sorted({r["device"] for r in runs}))
-        lines.append(f"| {dataset} | `{tag}` | {protocol} | {len(runs)} | {epochs} | {top1} | "
-                     f"{paper_cell(published, variant)} | {recovered(protocol, published, ci['ci_low'], ci['ci_high'], ci['n'])} | "
-                     f"{health} | {devices} |")
+    for r in table.sort_values(["dataset", "run", "protocol"]).to_dict("records"):
+        top1 = f"{r['mean']:.2f}" + (f" ± {r['half_width']:.2f}" if r["n"] > 1 else "")
+        lines.append(f"| {r['dataset']} | `{r['run']}` | {r['protocol']} | {r['n']} | {r['epochs']} | {top1} | "
+                     f"{paper_cell(r['paper top-1'], r['variant'])} | {r['paper recovered']} | {r['health']} | "
+                     f"{r['devices']} |")
     return "\n".join(lines)
+
+
+def _run_details(runs) -> dict:
+    """The README's per-group extras, each run in file (seed) order."""
+    health = dict.fromkeys(     # each distinct pair once
+        f"{float(f):.1%} / {float(c):.1%}" for f, c in zip(runs["health_score_faithful"], runs["health_score_corrected"])
+        if pd.notna(f))
+    return {"epochs": ", ".join(f"{int(e)} ({int(b)})" for e, b in zip(runs["epochs"], runs["best_epoch"])),
+            "health": ", ".join(health), "devices": ", ".join(sorted(set(runs["device"]))),
+            "variant": runs["variant"].iloc[0]}
 
 
 def findings_pairs(path: Path = RESULTS) -> str:
     """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds) and the
     cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
-    import pandas as pd
-
     from gradattn.report import jpeg_cost_table, paired_table
     from gradattn.results import load_results, sample_mask
 
