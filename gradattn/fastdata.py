@@ -422,14 +422,15 @@ def resolve_device(device="auto") -> torch.device:
     return resolved
 
 
-def autocast_context(device, enabled: bool = True):
+def autocast_context(device, enabled: bool = True, cache_enabled: bool = True):
     """bf16 autocast on CUDA (BatchNorm and the loss stay fp32, weights stay fp32); nothing elsewhere.
 
-    GPUs without bf16 run fp32 rather than fp16, so no GradScaler is ever needed.
+    GPUs without bf16 run fp32 rather than fp16, so no GradScaler is ever needed. `cache_enabled=False`
+    turns off autocast's weight-cast cache, which a CUDA graph capture requires (gradattn.trainstep).
     """
     device = torch.device(device)
     if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return contextlib.nullcontext()
 
 

@@ -17,10 +17,10 @@ from an eager run's (as between any two GPU runs), not its distribution.
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
+
+from gradattn.fastdata import autocast_context
 
 
 def _logits(output):
@@ -38,9 +38,8 @@ class TrainStep:
                  cuda_graph: bool = False, warmup: int = 3):
         self.model, self.optimizer = model, optimizer
         self.device = torch.device(device)
-        cuda = self.device.type == "cuda"
-        self.amp = amp and cuda and torch.cuda.is_bf16_supported()
-        self.cuda_graph = cuda_graph and cuda
+        self.amp = amp
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
         if self.cuda_graph and not all(group.get("capturable", False) for group in optimizer.param_groups):
             raise ValueError("cuda_graph=True needs an optimizer built with capturable=True, e.g. "
                              "torch.optim.Adam(params, fused=True, capturable=True)")
@@ -51,14 +50,9 @@ class TrainStep:
         self._lrs = None
         self._side_stream = torch.cuda.Stream(self.device) if self.cuda_graph else None
 
-    def _autocast(self):
-        # Autocast's weight cache must be off inside a graph capture; off everywhere, so both paths match.
-        if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
-        return contextlib.nullcontext()
-
     def _forward_backward(self, x, y):
-        with self._autocast():
+        # Autocast's weight cache must be off inside a graph capture; off everywhere, so both paths match.
+        with autocast_context(self.device, self.amp, cache_enabled=False):
             logits = _logits(self.model(x))
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()
