@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a chec
 from gradattn import fastdata   # noqa: E402
 from gradattn.fileio import atomic_write_text   # noqa: E402
 from gradattn.data.registry import get_info   # noqa: E402
+from gradattn.models import logits_of   # noqa: E402
 from gradattn.trainstep import TrainStep   # noqa: E402
 
 # Each benchmark shape is the network input of the dataset whose pipeline it runs.
@@ -172,9 +173,6 @@ class DataWaitClock:
         return self.seconds + sum(s.elapsed_time(e) for s, e in self.pairs) / 1000
 
 
-def _logits(output):
-    return output["logits"] if isinstance(output, dict) else output
-
 
 def make_train_step(cfg: BenchConfig, model, pipeline: Pipeline, device) -> TrainStep:
     """The authors: torch's default Adam, fp32. Ours: what gradattn.train runs (fused Adam, bf16,
@@ -237,7 +235,7 @@ def time_evaluation(model, pipeline: Pipeline, device) -> float:
         if pipeline.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with fastdata.autocast_context(device, pipeline.amp):
-            _logits(model(x)).argmax(1)
+            logits_of(model(x)).argmax(1)
         seen += y.shape[0]
     fastdata.synchronize(device)
     return seen / (time.perf_counter() - start)

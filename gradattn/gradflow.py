@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradattn.models import logits_of
+
 MODES = ("faithful", "corrected")
 BN_MODES = ("train", "eval")
 AUTHOR_HOOKED_TYPES = (nn.Conv2d, nn.Linear, nn.TransformerEncoderLayer)
@@ -183,9 +185,6 @@ def health_label(score: float) -> str:
 # shared plumbing
 
 
-def _logits_of(output):
-    return output["logits"] if isinstance(output, dict) else output
-
 
 def _model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
@@ -248,7 +247,7 @@ def preserved_state(model: nn.Module, restore: bool = True):
 
 def _forward_backward(model, inputs, labels, loss_fn):
     model.zero_grad(set_to_none=True)
-    loss = loss_fn(_logits_of(model(inputs)), labels)
+    loss = loss_fn(logits_of(model(inputs)), labels)
     loss.backward()
 
 

@@ -22,6 +22,8 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from gradattn.models import logits_of
+
 TOP_K = (1, 3, 5)
 ECE_BINS = 10
 
@@ -127,9 +129,6 @@ def classification_metrics(logits, labels, num_classes: int, loss: float | None 
     return metrics
 
 
-def _logits_of(output):
-    return output["logits"] if isinstance(output, dict) else output
-
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,7 +145,7 @@ def predict(model: torch.nn.Module, loader, device=None) -> tuple[torch.Tensor, 
             inputs, labels = batch[0], batch[1]
             inputs = inputs.to(device, non_blocking=True)
             with autocast:
-                logits = _logits_of(model(inputs))
+                logits = logits_of(model(inputs))
             all_logits.append(logits.float().cpu())
             all_labels.append(torch.as_tensor(labels).reshape(-1).long().cpu())
     finally:

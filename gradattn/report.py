@@ -601,7 +601,7 @@ def results_beside_paper(df):
     single run. `setting` (gradattn.results.run_setting) keeps e.g. 8-epoch and small-stem runs apart."""
     import pandas as pd
 
-    from gradattn import paper, stats
+    from gradattn import stats
     if df.empty:
         return pd.DataFrame()
     by = [c for c in RUN_GROUP if c in df.columns]

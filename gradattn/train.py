@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from gradattn.data.sources import check_variant
 from gradattn.fileio import atomic_write_bytes, atomic_write_text
+from gradattn.models import logits_of
 from gradattn.trainstep import TrainStep
 
 PROTOCOLS = ("paper", "corrected")
@@ -445,9 +446,6 @@ def _to_device(x, y, device, channels_last: bool):
     return x, y
 
 
-def _logits(output):
-    return output["logits"] if isinstance(output, dict) else output
-
 
 def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last: bool = False,
                     progress: bool = False, checkpoint: str | None = None, monitor=None,
@@ -497,7 +495,7 @@ def evaluate_loss_acc(model, loader, device, channels_last: bool = False) -> tup
     for x, y in loader:
         x, y = _to_device(x, y, device, channels_last)
         with _autocast(device):
-            logits = _logits(model(x)).float()
+            logits = logits_of(model(x)).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         seen += y.shape[0]

@@ -21,10 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from gradattn.fastdata import autocast_context
+from gradattn.models import logits_of
 
-
-def _logits(output):
-    return output["logits"] if isinstance(output, dict) else output
 
 
 class TrainStep:
@@ -53,7 +51,7 @@ class TrainStep:
     def _forward_backward(self, x, y):
         # Autocast's weight cache must be off inside a graph capture; off everywhere, so both paths match.
         with autocast_context(self.device, self.amp, cache_enabled=False):
-            logits = _logits(self.model(x))
+            logits = logits_of(self.model(x))
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         return loss, logits

@@ -63,6 +63,11 @@ def build_model(name: str, num_classes: int, in_chans: int = 3, **options) -> nn
     return factory(num_classes=num_classes, in_chans=in_chans, **options)
 
 
+def logits_of(output) -> torch.Tensor:
+    """The logits of a forward pass: models return a tensor, or a dict with "logits" on a details pass."""
+    return output["logits"] if isinstance(output, dict) else output
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameter elements (what the notebooks print); buffers are not counted."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -91,7 +96,7 @@ def format_model_table(num_classes: int = 10, in_chans: int = 3) -> str:
 
 
 __all__ = [
-    "MODELS", "build_model", "list_models", "model_options", "count_parameters", "model_summary_rows",
+    "MODELS", "build_model", "list_models", "model_options", "logits_of", "count_parameters", "model_summary_rows",
     "format_model_table", "Backbone", "BasicBlock", "NonResidualBlock", "SEModule", "CBAM", "make_stem",
     "kaiming_init_", "ResNetClassifier", "GradAttn", "GradAttnMLP", "TransformerConfig",
     "RotaryEmbedding", "MultiHeadAttentionWithRoPE", "TransformerEncoderLayerWithRoPE",

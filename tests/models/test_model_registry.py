@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradattn.models import (build_model, count_parameters, format_model_table, list_models,
+from gradattn.models import (build_model, count_parameters, format_model_table, list_models, logits_of,
                              model_options, model_summary_rows)
 
 PAPER_MODELS = ["resnet18", "se_resnet18", "cbam_resnet18", "gradattn_nope", "gradattn_nope_d32",
@@ -159,3 +159,14 @@ def test_models_trace_into_one_graph_for_torch_compile(name):
     compiled = torch.compile(model, backend="eager", fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), model(x))
+
+
+def test_logits_of_reads_plain_and_details_outputs_alike():
+    torch.manual_seed(0)
+    model = build_model("gradattn_lpe", num_classes=4, in_chans=1).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        plain, details = model(x), model(x, return_details=True)
+    assert logits_of(plain) is plain
+    assert torch.equal(logits_of(details), details["logits"])
+    assert logits_of(details).shape == (2, 4)
