@@ -646,11 +646,33 @@ def recovered(protocol: str, published, ci_low, ci_high, n) -> str:
                                                           "no: ours lower")
 
 
-def paired_table(df, baseline: str = "resnet18"):
-    """Paired difference (model − baseline, points) per dataset, protocol and setting, matched on seed."""
+def paired_table(df, baseline: str = "resnet18", beside_paper: bool = False):
+    """Paired difference (model − baseline, points) per dataset, protocol and setting, matched on seed.
+
+    With `beside_paper`, paper-protocol rows also get the paper's own difference for the same pair ("paper
+    gain", one run each, SPEC 4.2) and whether our paired 95 % CI holds it ("paper gain in our CI"): the
+    per-dataset test of the wins behind "5 of 8" (Tiny ImageNet's +5.07, Fashion-MNIST's +11.07)."""
     from gradattn import stats
+    if not len(df):
+        return df.iloc[0:0]
     by = [c for c in PAIR_GROUP if c in df.columns]
-    return _label_subsets(stats.paired_vs_baseline(df, baseline=baseline, by=by)) if len(df) else df.iloc[0:0]
+    pairs = stats.paired_vs_baseline(df, baseline=baseline, by=by)
+    if beside_paper and len(pairs):
+        variant = df.groupby(by, dropna=False)["variant"].first() if "variant" in df else {}
+        keys = list(pairs[by].itertuples(index=False, name=None))
+        pairs["paper gain"] = [
+            paper_gain(d, m, baseline) if p == "paper" and paper_reference(d, baseline, variant.get(k)) is not None
+            else None for d, m, p, k in zip(pairs["dataset"], pairs["model"], pairs["protocol"], keys)]
+        pairs["paper gain in our CI"] = [recovered(*row) for row in zip(
+            pairs["protocol"], pairs["paper gain"], pairs["ci_low"], pairs["ci_high"], pairs["n"])]
+    return _label_subsets(pairs)
+
+
+def paper_gain(dataset: str, model: str, baseline: str = "resnet18") -> float | None:
+    """The paper's top-1 of `model` minus its `baseline`'s on `dataset` (points), or None if either is missing."""
+    from gradattn import paper
+    ours, base = paper.paper_top1(dataset, model), paper.paper_top1(dataset, baseline)
+    return None if ours is None or base is None else round(ours - base, 2)
 
 
 def jpeg_cost_table(df):

@@ -66,13 +66,14 @@ def findings_pairs(path: Path = RESULTS) -> str:
     df = df[~sample_mask(df)]
     if df.empty:
         return "_No full-data runs committed yet (`results/results.csv`)._"
-    pairs = paired_table(df[df["variant"].isna()], baseline="resnet18")
-    lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI |",
-             "|---|---|---|---|---:|---:|---|"]
-    for r in pairs.itertuples(index=False) if len(pairs) else []:
-        ci = "n/a (one seed)" if r.n < 2 else f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-        lines.append(f"| {r.dataset} | {r.protocol} | `{r.setting or 'paper'}` | {r.model} | {r.n} | "
-                     f"{r.mean:+.2f} | {ci} |")
+    pairs = paired_table(df[df["variant"].isna()], baseline="resnet18", beside_paper=True)
+    lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI "
+             "| paper's difference | paper's in our CI |", "|---|---|---|---|---:|---:|---|---:|---|"]
+    for r in pairs.to_dict("records") if len(pairs) else []:
+        ci = "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+        gain = "" if r["paper gain"] is None or pd.isna(r["paper gain"]) else f"{r['paper gain']:+.2f}"
+        lines.append(f"| {r['dataset']} | {r['protocol']} | `{r['setting'] or 'paper'}` | {r['model']} | {r['n']} | "
+                     f"{r['mean']:+.2f} | {ci} | {gain} | {r['paper gain in our CI']} |")
     out = "\n".join(lines) if len(pairs) else "_No paired runs (a model and ResNet-18 with the same seed) yet._"
     cost = jpeg_cost_table(df)
     if len(cost):

@@ -176,3 +176,27 @@ def test_fashionmnist_claim_with_an_interval_holding_zero_and_the_claim_is_incon
     # seed 0 favours GradAttn by 6.7 points, seed 1 by nothing: with 2 seeds the interval is enormous
     v = verdicts(runs(fmnist("paper", [67.46, 60.87], [74.19, 60.58], seeds=(0, 1))))
     assert v["fmnist_plus_11_07"] == "inconclusive"
+
+
+def test_paired_differences_sit_beside_the_papers_own_gain():
+    from gradattn.report import paired_table
+    rows = []
+    for seed, (base, rope) in enumerate([(30.0, 36.0), (31.0, 35.5), (29.5, 35.0)]):
+        rows += [("tinyimagenet", "resnet18", "resnet18", "paper", seed, base, None),
+                 ("tinyimagenet", "gradattn_rope", "gradattn_rope", "paper", seed, rope, None),
+                 ("tinyimagenet", "resnet18", "resnet18", "corrected", seed, base + 5, None),
+                 ("tinyimagenet", "gradattn_rope", "gradattn_rope", "corrected", seed, base + 4, None)]
+    rows += [("cifar10", "resnet18", "resnet18-jpeg4000", "paper", 0, 50.0, "jpeg4000"),
+             ("cifar10", "gradattn_lpe", "gradattn_lpe-jpeg4000", "paper", 0, 49.0, "jpeg4000"),
+             ("cifar10", "resnet18", "resnet18", "paper", 0, 10.0, None),
+             ("cifar10", "gradattn_lpe", "gradattn_lpe", "paper", 0, 10.5, None)]
+    pairs = paired_table(tagged(rows), beside_paper=True).set_index(["dataset", "protocol", "setting"])
+    tiny = pairs.loc[("tinyimagenet", "paper", "")]
+    assert tiny["paper gain"] == pytest.approx(5.07)             # 38.28 - 33.21, SPEC 4.2
+    assert tiny["mean"] == pytest.approx(5.33, abs=0.01) and tiny["paper gain in our CI"] == "yes"
+    corrected = pairs.loc[("tinyimagenet", "corrected", "")]
+    assert pd.isna(corrected["paper gain"]) and corrected["paper gain in our CI"] == ""
+    assert pairs.loc[("cifar10", "paper", ""), "paper gain"] == pytest.approx(-0.39)
+    assert pairs.loc[("cifar10", "paper", ""), "paper gain in our CI"] == "one seed"
+    assert pd.isna(pairs.loc[("cifar10", "paper", "jpeg4000"), "paper gain"])   # other data: no reference
+    assert "paper gain" not in paired_table(tagged(rows))
