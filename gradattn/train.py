@@ -42,6 +42,8 @@ import torch.nn.functional as F
 
 from gradattn.data.sources import check_variant
 from gradattn.fileio import atomic_write_bytes, atomic_write_text
+from gradattn.gradflow import GradientMonitor, analyze_gradient_flow, find_dead_layers
+from gradattn.metrics import evaluate
 from gradattn.models import logits_of
 from gradattn.trainstep import TrainStep
 
@@ -699,11 +701,6 @@ def _gradient_flow(model, loader, cfg: TrainConfig, device) -> dict | None:
     The analyses take no optimiser step and leave the model as they found it (gradattn.gradflow)."""
     if cfg.gradflow_batches == 0:
         return None
-    try:
-        from gradattn.gradflow import analyze_gradient_flow, find_dead_layers
-    except ImportError as err:
-        warnings.warn(f"gradient-flow analysis skipped: {err}", stacklevel=2)
-        return None
     reports = {}
     for mode in ("faithful", "corrected"):
         report = analyze_gradient_flow(model, loader, mode=mode, num_batches=cfg.gradflow_batches,
@@ -792,7 +789,6 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     write_json(run_dir / "config.json", cfg.to_dict())
     monitor = on_epoch_end = None
     if cfg.grad_sample_every:
-        from gradattn.gradflow import GradientMonitor
         monitor = GradientMonitor(model, every=cfg.grad_sample_every)
         on_epoch_end = lambda epoch, model, record: _flush_grad_norms(monitor, run_dir / "gradnorms.csv")  # noqa: E731
     result = fit(model, loaders["train"], loaders["val"], cfg, device, checkpoint_path=run_dir / "checkpoint.pt",
@@ -802,7 +798,6 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
         return {"run_key": cfg.run_key, "run_dir": str(run_dir), "finished": False,
                 "epochs_run": result.epochs_run, "skipped": False}
 
-    from gradattn.metrics import evaluate
     test = evaluate(model, loaders["test"], device, info.num_classes)
     gradflow = _gradient_flow(model, loaders["gradflow"], cfg, device)
     if gradflow is not None:
