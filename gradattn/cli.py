@@ -1,4 +1,4 @@
-"""Command line: ``python -m gradattn {models,data,train,sweep,export}`` (also installed as ``gradattn``).
+"""Command line: ``python -m gradattn {models,data,train,sweep,export,attention}`` (also ``gradattn``).
 
     python -m gradattn models --num-classes 10 --in-chans 1
     python -m gradattn data status --data-root data
@@ -8,6 +8,7 @@
     python -m gradattn sweep --datasets svhn,pcam --models resnet18,gradattn_lpe --seeds 42,43,44
     python -m gradattn sweep --profile paper --shard 0/4 &  ...  --shard 3/4 &   # 4 processes, one GPU
     python -m gradattn export
+    python -m gradattn attention --out outputs     # attention.json for finished runs that lack one
 
 A wrong name (dataset, model, protocol, ...) or an absent dataset prints one line on stderr and exits
 with code 2; a diverged run (NaN loss) exits with code 1 and keeps its last checkpoint.
@@ -176,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="copy results.csv and every run's history into results/")
     export.add_argument("--out", default="outputs", help="output folder to read (default outputs)")
     export.add_argument("--dest", default="results", help="committed folder to write (default results)")
+
+    attention = commands.add_parser(
+        "attention", help="write attention.json (where GradAttn's tokens attend, per layer and class, on the "
+                          "test split) for finished runs that lack one")
+    attention.add_argument("--out", default="outputs", help="output folder whose runs/ to read (default outputs)")
+    attention.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    attention.add_argument("--force", action="store_true", help="recompute runs that already have one")
     return parser
 
 
@@ -249,7 +257,13 @@ def main(argv: list[str] | None = None) -> int:
             from gradattn.results import export_results
             exported = export_results(args.out, args.dest)
             table = exported["table"] or "no results.csv yet"
-            print(f"exported {table} and {len(exported['histories'])} histories to {args.dest}/")
+            print(f"exported {table}, {len(exported['histories'])} histories and "
+                  f"{len(exported['attention'])} attention summaries to {args.dest}/")
+            return 0
+        if args.command == "attention":
+            from gradattn.attention import backfill
+            written = backfill(args.out, device=args.device, force=args.force)
+            print(f"{len(written)} attention summaries written under {args.out}/runs")
             return 0
     except (ConfigError, DatasetNotFoundError, DataFormatError) as err:
         print(f"gradattn: error: {err}", file=sys.stderr)

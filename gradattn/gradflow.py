@@ -31,11 +31,11 @@ import torch
 from torch import nn
 
 from gradattn.models import logits_of
+from gradattn.models.blocks import TAP_NAMES
 
 MODES = ("faithful", "corrected")
 BN_MODES = ("train", "eval")
 AUTHOR_HOOKED_TYPES = (nn.Conv2d, nn.Linear, nn.TransformerEncoderLayer)
-TAP_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
 _LEGACY_HOOK_WARNING = r"Using (a )?non-full backward hook"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TAP_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
+from gradattn.models.blocks import TAP_NAMES
 
 
 def _figure(width: float, height: float, title: str | None):

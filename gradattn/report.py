@@ -430,30 +430,14 @@ def load_trained_model(run_dir: str | os.PathLike, device: str = "cpu"):
 
 def attention_by_class(model, cfg, split: str = "test", device: str = "cpu", batch_size: int = 256):
     """Mean attention (classes, layers, heads, 5, 5) of a GradAttn model over the images of each class
-    of a split (eval mode, no dropout), plus the per-class image counts."""
-    import numpy as np
-    import torch
-
+    of a split of the run's data (gradattn.attention), plus the per-class image counts."""
+    from gradattn import attention
     from gradattn.data import load_splits
     from gradattn.fastdata import DeviceLoader
     splits = load_splits(cfg.dataset, protocol=cfg.protocol, root=cfg.data_root, seed=cfg.split_seed,
-                         sample=cfg.sample, paper_defects=cfg.defects)
-    info = splits.info
-    loader = DeviceLoader(getattr(splits, split), info, batch_size, train=False, device=device)
-    sums, counts = None, np.zeros(info.num_classes, dtype=np.int64)
-    with torch.no_grad():
-        for x, y in loader:
-            attention = model(x, return_details=True)["attention"]
-            if attention is None:
-                raise ValueError(f"{cfg.model} has no attention to show (only GradAttn transformer models do)")
-            attention = attention.double().cpu().numpy()
-            if sums is None:
-                sums = np.zeros((info.num_classes, *attention.shape[1:]))
-            labels = y.cpu().numpy()
-            np.add.at(sums, labels, attention)
-            counts += np.bincount(labels, minlength=info.num_classes)
-    means = sums / np.maximum(counts, 1)[:, None, None, None, None]
-    return means, counts
+                         sample=cfg.sample, paper_defects=cfg.defects, variant=cfg.variant)
+    loader = DeviceLoader(getattr(splits, split), splits.info, batch_size, train=False, device=device)
+    return attention.attention_by_class(model, loader, splits.info.num_classes, device)
 
 
 def class_attention_figure(maps, class_names, counts=None, title: str | None = None,

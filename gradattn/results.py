@@ -165,14 +165,15 @@ def history_file_name(run_key: str) -> str:
 
 
 def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLike = "results") -> dict:
-    """Merge the tidy table and copy every finished run's history into the committed `dest` folder.
+    """Merge the tidy table and copy every finished run's history (and, for GradAttn runs, its attention
+    summary, gradattn.attention) into the committed `dest` folder.
 
     Rows are merged by run_key: a run exported again replaces its row, rows exported earlier from other
     output folders (another machine, another session) stay. Checkpoints are never copied.
-    Returns {"table": path or None, "histories": [paths]}."""
+    Returns {"table": path or None, "histories": [paths], "attention": [paths]}."""
     out_dir, dest = Path(out_dir), Path(dest)
     table = out_dir / "results.csv"
-    exported = {"table": None, "histories": []}
+    exported = {"table": None, "histories": [], "attention": []}
     if table.exists():
         rows = read_results(table)
         keys = {r["run_key"] for r in rows}
@@ -185,10 +186,21 @@ def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLi
         if not history.exists():
             continue
         run_key = read_json(metrics_path).get("run_key") or metrics_path.parent.relative_to(runs).as_posix()
-        target = dest / "histories" / history_file_name(run_key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(history, tmp)
-        os.replace(tmp, target)
-        exported["histories"].append(target)
+        exported["histories"].append(_copy_atomic(history, dest / "histories" / history_file_name(run_key)))
+        attention = metrics_path.parent / "attention.json"
+        if attention.exists():
+            exported["attention"].append(_copy_atomic(attention, dest / "attention" / attention_file_name(run_key)))
     return exported
+
+
+def attention_file_name(run_key: str) -> str:
+    """results/attention/ file name of a run's attention summary."""
+    return run_key.replace("/", "__") + ".json"
+
+
+def _copy_atomic(source: Path, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+    return target

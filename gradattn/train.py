@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gradattn.attention import has_attention, run_attention
 from gradattn.data.sources import check_variant
 from gradattn.fileio import atomic_write_bytes, atomic_write_text
 from gradattn.gradflow import GradientMonitor, analyze_gradient_flow, find_dead_layers
@@ -799,6 +800,8 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
                 "epochs_run": result.epochs_run, "skipped": False}
 
     test = evaluate(model, loaders["test"], device, info.num_classes)
+    if has_attention(model):
+        write_json(run_dir / "attention.json", run_attention(model, loaders["test"], info, device))
     gradflow = _gradient_flow(model, loaders["gradflow"], cfg, device)
     if gradflow is not None:
         write_json(run_dir / "gradflow.json", gradflow)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from gradattn.cli import main
@@ -18,11 +19,12 @@ def run_cli(*args, cwd):
 def test_help_documents_every_command(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("models", "data", "train", "sweep", "export"):
+    for command in ("models", "data", "train", "sweep", "export", "attention"):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", [["train"], ["sweep"], ["data", "status"], ["export"], ["models"]])
+@pytest.mark.parametrize("command", [["train"], ["sweep"], ["data", "status"], ["export"], ["models"],
+                                     ["attention"]])
 def test_each_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -90,6 +92,17 @@ def test_train_end_to_end_on_embedded_sample_then_export(tmp_path):
     assert main(["export", "--out", str(tmp_path / "outputs"), "--dest", str(tmp_path / "results")]) == 0
     assert (tmp_path / "results/results.csv").is_file()
     assert (tmp_path / "results/histories/fashionmnist__gradattn_rope-e1-n256-sample__corrected__seed0.csv").is_file()
+    exported = tmp_path / "results/attention/fashionmnist__gradattn_rope-e1-n256-sample__corrected__seed0.json"
+    assert json.loads(exported.read_text()) == json.loads((run_dir / "attention.json").read_text())
+
+    # a run from before attention summaries existed: `attention` rebuilds it from the tested weights
+    (run_dir / "attention.json").unlink()
+    assert main(["attention", "--out", str(tmp_path / "outputs"), "--device", "cpu"]) == 0
+    rebuilt = json.loads((run_dir / "attention.json").read_text())
+    original = json.loads(exported.read_text())
+    assert rebuilt["counts"] == original["counts"]
+    np.testing.assert_allclose(rebuilt["by_layer"], original["by_layer"], atol=1e-5)
+    assert main(["attention", "--out", str(tmp_path / "outputs"), "--device", "cpu"]) == 0   # nothing left to do
 
 
 def test_sweep_base_config_takes_the_grid_dataset_so_variants_validate(monkeypatch):

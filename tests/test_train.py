@@ -295,9 +295,13 @@ def test_run_experiment_writes_run_dir_and_results_row_then_skips(tmp_path):
     first = run_experiment(cfg)
     run_dir = tmp_path / "runs" / "fashionmnist" / "gradattn_lpe-e1-n256-sample" / "paper" / "seed0"
     assert first["run_dir"] == str(run_dir) and not first["skipped"]
-    for name in ("config.json", "history.csv", "metrics.json", "gradflow.json", "checkpoint.pt"):
+    for name in ("config.json", "history.csv", "metrics.json", "gradflow.json", "attention.json", "checkpoint.pt"):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    attention = json.loads((run_dir / "attention.json").read_text())
+    assert attention["images"] == sum(attention["counts"]) == metrics["num_test"]
+    assert torch.tensor(attention["by_layer"]).shape == (3, 5, 5)
+    assert torch.tensor(attention["by_layer"]).sum(-1).sub(1).abs().max() < 1e-4   # softmax rows
     assert metrics["paper_defects"] is True and metrics["is_sample"] is True
     assert metrics["epochs_run"] == 1 and metrics["num_train"] == 256
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0

@@ -13,6 +13,7 @@ STEMS = ("imagenet", "cifar")
 INITS = ("paper", "kaiming")
 STAGE_CHANNELS = (64, 128, 256, 512)
 TAP_CHANNELS = (64, 64, 128, 256, 512)   # after stem, layer1, layer2, layer3, layer4
+TAP_NAMES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
 
 def conv3x3(in_chans: int, out_chans: int, stride: int = 1) -> nn.Conv2d:
