@@ -440,6 +440,63 @@ def attention_by_class(model, cfg, split: str = "test", device: str = "cpu", bat
     return attention.attention_by_class(model, loader, splits.info.num_classes, device)
 
 
+def attention_records(df, root: Path | None = None) -> list[tuple[dict, dict]]:
+    """(run metadata, attention summary) for the runs of `df` (as from collect_results) that have one:
+    this machine's outputs/runs/<run>/attention.json first, else the committed results/attention/ copy."""
+    from gradattn.results import attention_file_name
+    root = Path(root) if root else project_root()
+    records = []
+    for r in df.to_dict("records") if len(df) else []:
+        for path in (outputs_dir(root) / "runs" / r["run_key"] / "attention.json",
+                     root / "results" / "attention" / attention_file_name(r["run_key"])):
+            if path.exists():
+                meta = {k: (r.get(k) if isinstance(r.get(k), (str, int)) else "") for k in (
+                    "run_key", "dataset", "data", "model", "setting", "protocol", "seed")}
+                records.append((meta, json.loads(path.read_text())))
+                break
+    return records
+
+
+ATTENTION_GROUP = ["dataset", "model", "setting", "protocol"]
+
+
+def attention_received_table(records):
+    """Share of attention each tap receives (gradattn.attention), mean over seeds, per dataset, model,
+    setting, protocol and encoder layer; one column per tap, plus the number of seeds."""
+    import pandas as pd
+
+    from gradattn.attention import received_table
+    from gradattn.models.blocks import TAP_NAMES
+    table = received_table(records)
+    if table.empty:
+        return pd.DataFrame()
+    table = _label_subsets(table)
+    key = [*ATTENTION_GROUP, "layer"]
+    shares = table.pivot_table(index=key, columns="tap", values="received", aggfunc="mean")[list(TAP_NAMES)]
+    return shares.join(table.groupby(key)["seed"].nunique().rename("seeds")).reset_index()
+
+
+def attention_maps_by_group(records) -> dict:
+    """{dataset: (labels, maps (groups, 5, 5), seeds)}: each model/setting/protocol's attention map,
+    averaged over encoder layers, heads, test images and seeds, for class_attention_figure."""
+    import numpy as np
+    import pandas as pd
+
+    if not records:
+        return {}
+    rows = [{**meta, "map": np.asarray(summary["by_layer"]).mean(axis=0)} for meta, summary in records]
+    table = _label_subsets(pd.DataFrame(rows))
+    out = {}
+    for dataset, group in table.groupby("dataset", sort=True):
+        labels, maps, seeds = [], [], []
+        for (model, setting, protocol), runs in group.groupby(ATTENTION_GROUP[1:], sort=True):
+            labels.append(f"{model}{'-' + setting if setting else ''} · {protocol}")
+            maps.append(np.mean(np.stack(runs["map"].tolist()), axis=0))
+            seeds.append(runs["seed"].nunique())
+        out[dataset] = (labels, np.stack(maps), seeds)
+    return out
+
+
 def class_attention_figure(maps, class_names, counts=None, title: str | None = None,
                            tap_names=("stem", "layer1", "layer2", "layer3", "layer4")):
     """One 5x5 heatmap per class (attention averaged over layers and heads; rows are queries)."""
