@@ -173,7 +173,6 @@ class DataWaitClock:
         return self.seconds + sum(s.elapsed_time(e) for s, e in self.pairs) / 1000
 
 
-
 def make_train_step(cfg: BenchConfig, model, pipeline: Pipeline, device) -> TrainStep:
     """The authors: torch's default Adam, fp32. Ours: what gradattn.train runs (fused Adam, bf16,
     and with --cuda-graphs the step replayed from a CUDA graph)."""

@@ -185,7 +185,6 @@ def health_label(score: float) -> str:
 # shared plumbing
 
 
-
 def _model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     if param is None:

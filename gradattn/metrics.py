@@ -129,7 +129,6 @@ def classification_metrics(logits, labels, num_classes: int, loss: float | None 
     return metrics
 
 
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 CPU logits and labels for every batch of `loader`, in eval mode (restored after)."""

@@ -194,8 +194,8 @@ def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLi
 
 
 def attention_file_name(run_key: str) -> str:
-    """results/attention/ file name of a run's attention summary."""
-    return run_key.replace("/", "__") + ".json"
+    """results/attention/ file name of a run's attention summary: the history's name, as .json."""
+    return history_file_name(run_key).removesuffix(".csv") + ".json"
 
 
 def _copy_atomic(source: Path, target: Path) -> Path:

@@ -449,7 +449,6 @@ def _to_device(x, y, device, channels_last: bool):
     return x, y
 
 
-
 def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last: bool = False,
                     progress: bool = False, checkpoint: str | None = None, monitor=None,
                     train_step: TrainStep | None = None) -> dict:

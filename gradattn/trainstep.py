@@ -24,7 +24,6 @@ from gradattn.fastdata import autocast_context
 from gradattn.models import logits_of
 
 
-
 class TrainStep:
     """`step(x, y) -> (loss, logits)`: one training step on a batch already on the device.
 
