@@ -305,11 +305,14 @@ def count_pcam(folder: Path) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------- decoding folders of images
-def fingerprint(paths: list[Path], extra: str = "") -> str:
+def fingerprint(paths: list[Path], extra: str = "", root: Path | None = None) -> str:
+    """Hash of names, sizes and mtimes; names are taken relative to `root`, so the same data reached
+    through another path (a moved data root, a symlink from a worktree) keeps its cache."""
     h = hashlib.sha1(extra.encode())
     for p in paths:
         st = p.stat()
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        name = p.relative_to(root) if root is not None and p.is_relative_to(root) else p
+        h.update(f"{name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -333,7 +336,7 @@ def decode_cached(paths: list[Path], mode: str, size: int, cache: Path, expected
     `expected_size`: images must already be size x size (datasets with a fixed native size); None means
     resize to `size` (PAD-UFES-20, whose photos vary).
     """
-    key = fingerprint(paths, f"{mode}|{size}")
+    key = fingerprint(paths, f"{mode}|{size}", root=cache.parent.parent)
     if cache.is_file():
         try:
             with np.load(cache) as z:

@@ -189,6 +189,17 @@ def test_imagefolder_tree_and_its_cache(tmp_path, rng):
             assert before.images[rows[0]].max() > 0 and after.images[rows[0]].max() == 0
 
 
+def test_imagefolder_cache_survives_a_moved_data_root(tmp_path, rng, capsys):
+    write_imagefolder(tmp_path / "a", rng, "cifar10", {"train": 2, "test": 1})
+    first = load_splits("cifar10", "corrected", root=tmp_path / "a")
+    assert "decoding" in capsys.readouterr().out
+    (tmp_path / "a").rename(tmp_path / "b")
+    (tmp_path / "link").symlink_to(tmp_path / "b")
+    moved = load_splits("cifar10", "corrected", root=tmp_path / "link")
+    assert "decoding" not in capsys.readouterr().out
+    assert np.array_equal(first.train.images, moved.train.images)
+
+
 def test_imagefolder_rejects_unknown_class_folder(tmp_path, rng):
     write_imagefolder(tmp_path, rng, "cifar10", {"train": 1, "test": 1})
     shutil.move(tmp_path / "cifar10" / "test" / "ship", tmp_path / "cifar10" / "test" / "boat")
