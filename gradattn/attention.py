@@ -99,9 +99,8 @@ def backfill(out_dir, device: str = "cpu", force: bool = False, log=print) -> li
     with `force`), from the weights the run was tested with and its own test loader. Returns the paths."""
     from pathlib import Path
 
-    from gradattn.data import load_splits
     from gradattn.report import load_trained_model
-    from gradattn.train import build_loaders, read_json, resolve_device, write_json
+    from gradattn.train import build_loaders, read_json, resolve_device, run_splits, write_json
 
     device = resolve_device(device)
     written = []
@@ -114,8 +113,7 @@ def backfill(out_dir, device: str = "cpu", force: bool = False, log=print) -> li
         model, cfg = load_trained_model(run_dir, device=str(device))
         if not has_attention(model):
             continue
-        splits = load_splits(cfg.dataset, protocol=cfg.protocol, root=cfg.data_root, seed=cfg.split_seed,
-                             sample=cfg.sample, paper_defects=cfg.defects, variant=cfg.variant)
+        splits = run_splits(cfg)
         loader = build_loaders(cfg, splits, device)["test"]
         written.append(write_json(target, run_attention(model, loader, splits.info, device)))
         log(f"{read_json(metrics_path)['run_key']}: wrote {target}")

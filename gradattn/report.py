@@ -432,10 +432,9 @@ def attention_by_class(model, cfg, split: str = "test", device: str = "cpu", bat
     """Mean attention (classes, layers, heads, 5, 5) of a GradAttn model over the images of each class
     of a split of the run's data (gradattn.attention), plus the per-class image counts."""
     from gradattn import attention
-    from gradattn.data import load_splits
     from gradattn.fastdata import DeviceLoader
-    splits = load_splits(cfg.dataset, protocol=cfg.protocol, root=cfg.data_root, seed=cfg.split_seed,
-                         sample=cfg.sample, paper_defects=cfg.defects, variant=cfg.variant)
+    from gradattn.train import run_splits
+    splits = run_splits(cfg)
     loader = DeviceLoader(getattr(splits, split), splits.info, batch_size, train=False, device=device)
     return attention.attention_by_class(model, loader, splits.info.num_classes, device)
 

@@ -691,6 +691,17 @@ def limit_train_split(splits, max_train_samples: int | None):
     return dataclasses.replace(splits, train=splits.train.subset(np.arange(max_train_samples)))
 
 
+def run_splits(cfg: TrainConfig):
+    """The splits a run config trains, validates and tests on: its dataset, protocol, split seed and
+    defects, with the training split cut to `max_train_samples`. Reloading a finished run's data goes
+    through here too, so analyses see the very images the run saw."""
+    from gradattn.data import load_splits
+    splits = load_splits(cfg.dataset, protocol=cfg.protocol, root=cfg.data_root, seed=cfg.split_seed,
+                         sample=cfg.sample, download=cfg.download, paper_defects=cfg.defects,
+                         variant=cfg.variant)
+    return limit_train_split(splits, cfg.max_train_samples)
+
+
 # --------------------------------------------------------------------------------------------------
 # A whole run: data, model, fit, test, gradient flow, run directory, results table
 # --------------------------------------------------------------------------------------------------
@@ -754,7 +765,6 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     already finished with the same config). With `max_epochs_this_call` the call may stop early with
     "finished": False; calling again resumes from the checkpoint.
     """
-    from gradattn.data import load_splits
     from gradattn.models import build_model, count_parameters
     from gradattn.results import append_result, metrics_to_row
 
@@ -772,10 +782,7 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
 
     device = resolve_device(cfg.device)
     configure_determinism(cfg.deterministic)
-    splits = load_splits(cfg.dataset, protocol=cfg.protocol, root=cfg.data_root, seed=cfg.split_seed,
-                         sample=cfg.sample, download=cfg.download, paper_defects=cfg.defects,
-                         variant=cfg.variant)
-    splits = limit_train_split(splits, cfg.max_train_samples)
+    splits = run_splits(cfg)
     info = splits.info
 
     seed_everything(cfg.seed)
