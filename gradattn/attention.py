@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradattn.fastdata import autocast_context
+from gradattn.metrics import eval_batches
 from gradattn.models.blocks import TAP_NAMES
 
 
@@ -26,29 +26,20 @@ def has_attention(model: torch.nn.Module) -> bool:
     return isinstance(model, GradAttn)
 
 
-@torch.no_grad()
 def attention_by_class(model: torch.nn.Module, loader, num_classes: int, device=None):
     """Mean attention (classes, layers, heads, 5, 5) over the images of each class of `loader`, and the
     per-class image counts. Eval mode for the pass (the model's mode is restored afterwards)."""
     if not has_attention(model):
         raise ValueError(f"{type(model).__name__} has no attention to summarise (only the GradAttn "
                          "transformer variants do: gradattn_nope, gradattn_nope_d32, gradattn_lpe, gradattn_rope)")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     sums, counts = None, np.zeros(num_classes, dtype=np.int64)
-    try:
-        for x, y in loader:
-            with autocast_context(device):
-                attention = model(x.to(device, non_blocking=True), return_details=True)["attention"]
-            attention = attention.double().cpu().numpy()
-            labels = torch.as_tensor(y).reshape(-1).long().cpu().numpy()
-            if sums is None:
-                sums = np.zeros((num_classes, *attention.shape[1:]))
-            np.add.at(sums, labels, attention)
-            counts += np.bincount(labels, minlength=num_classes)
-    finally:
-        model.train(was_training)
+    for details, labels in eval_batches(model, loader, device, return_details=True):
+        attention = details["attention"].double().cpu().numpy()
+        labels = labels.numpy()
+        if sums is None:
+            sums = np.zeros((num_classes, *attention.shape[1:]))
+        np.add.at(sums, labels, attention)
+        counts += np.bincount(labels, minlength=num_classes)
     if sums is None:
         raise ValueError("the loader yielded no batches; check the split is not empty")
     return sums / np.maximum(counts, 1)[:, None, None, None, None], counts

@@ -17,11 +17,11 @@ needs no scikit-learn at run time (tests check it against scikit-learn). All rat
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 
 import numpy as np
 import torch
 
+from gradattn.fastdata import autocast_context
 from gradattn.models import logits_of
 
 TOP_K = (1, 3, 5)
@@ -130,25 +130,31 @@ def classification_metrics(logits, labels, num_classes: int, loss: float | None 
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float32 CPU logits and labels for every batch of `loader`, in eval mode (restored after)."""
+def eval_batches(model: torch.nn.Module, loader, device=None, **forward_kwargs):
+    """Yield (model output, int64 CPU labels) for each (inputs, labels) batch of `loader`: no grad, eval
+    mode (the model's mode is restored when the generator ends), bf16 autocast on CUDA. The one evaluation
+    pass that predictions and attention summaries share."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
-    all_logits, all_labels = [], []
     try:
         for batch in loader:
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("the loader must yield (inputs, labels) batches")
-            inputs, labels = batch[0], batch[1]
-            inputs = inputs.to(device, non_blocking=True)
-            with autocast:
-                logits = logits_of(model(inputs))
-            all_logits.append(logits.float().cpu())
-            all_labels.append(torch.as_tensor(labels).reshape(-1).long().cpu())
+            inputs, labels = batch[0].to(device, non_blocking=True), batch[1]
+            with autocast_context(device):
+                output = model(inputs, **forward_kwargs)
+            yield output, torch.as_tensor(labels).reshape(-1).long().cpu()
     finally:
         model.train(was_training)
+
+
+def predict(model: torch.nn.Module, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 CPU logits and labels for every batch of `loader`, in eval mode (restored after)."""
+    all_logits, all_labels = [], []
+    for output, labels in eval_batches(model, loader, device):
+        all_logits.append(logits_of(output).float().cpu())
+        all_labels.append(labels)
     if not all_logits:
         raise ValueError("the loader yielded no batches; check the split is not empty")
     return torch.cat(all_logits), torch.cat(all_labels)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from gradattn.metrics import classification_metrics, evaluate, expected_calibration_error
+from gradattn.metrics import classification_metrics, eval_batches, evaluate, expected_calibration_error
 
 # 8 samples, 4 classes; class 3 is present in the labels but never predicted, no logit ties.
 LOGITS = np.array([
@@ -116,3 +116,13 @@ def test_evaluate_runs_in_eval_mode_over_any_batch_iterable_and_restores_mode():
     assert m["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=3)
     assert evaluate(model, loader, device="cpu")["confusion_matrix"] == m["confusion_matrix"]
+
+
+def test_eval_batches_leaves_grad_and_training_mode_to_the_caller():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5)).train()
+    loader = [(torch.ones(4, 3), torch.zeros(4)), (torch.ones(2, 3), torch.ones(2))]
+    seen = []
+    for output, labels in eval_batches(model, loader):
+        seen.append((output.requires_grad, model.training, torch.is_grad_enabled(), labels.dtype))
+    assert seen == [(False, False, True, torch.int64)] * 2
+    assert model.training
