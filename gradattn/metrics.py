@@ -17,7 +17,6 @@ needs no scikit-learn at run time (tests check it against scikit-learn). All rat
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 
@@ -132,8 +131,9 @@ def classification_metrics(logits, labels, num_classes: int, loss: float | None 
 @torch.no_grad()
 def eval_batches(model: torch.nn.Module, loader, device=None, **forward_kwargs):
     """Yield (model output, int64 CPU labels) for each (inputs, labels) batch of `loader`: no grad, eval
-    mode (the model's mode is restored when the generator ends), bf16 autocast on CUDA. The one evaluation
-    pass that predictions and attention summaries share."""
+    mode (the model's mode is restored when the generator ends), training's autocast policy
+    (`fastdata.autocast_context`: bf16 on GPUs that support it). The one evaluation pass that predictions
+    and attention summaries share."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -164,8 +164,8 @@ def evaluate(model: torch.nn.Module, loader, device=None, num_classes: int | Non
     """The authors' test evaluation: eval mode, no grad, metrics over every batch of `loader`.
 
     `loader` is any iterable of (x, y) tensor batches (a DataLoader or `fastdata.DeviceLoader`).
-    `device` defaults to the device of the model's parameters. On CUDA the forward runs under bf16
-    autocast; logits are cast to float32 before the softmax.
+    `device` defaults to the device of the model's parameters. On a GPU with bf16 the forward runs under
+    bf16 autocast; logits are cast to float32 before the softmax.
     """
     logits, labels = predict(model, loader, device)
     metrics = classification_metrics(logits, labels, num_classes or logits.shape[1])
