@@ -11,12 +11,28 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from gradattn.train import ConfigError, TrainConfig, sweep
+from gradattn.train import STEMS, ConfigError, TrainConfig, sweep
 
 ALL_DATASETS = ("tinyimagenet", "cifar10", "svhn", "fashionmnist", "tissuemnist", "bloodmnist", "pcam",
                 "padufes20")
 ALL_MODELS = ("resnet18", "se_resnet18", "cbam_resnet18", "gradattn_nope", "gradattn_nope_d32",
               "gradattn_lpe", "gradattn_rope", "plain18", "gradattn_mlp")
+PAPER_MODELS = ("resnet18", "se_resnet18", "cbam_resnet18", "gradattn_nope_d32", "gradattn_nope",
+                "gradattn_lpe", "gradattn_rope")
+ABLATION_MODELS = ("plain18", "gradattn_mlp")
+OFFLINE_DATASETS = ("fashionmnist", "cifar10", "tinyimagenet")   # the three in ../shared/data
+
+
+def reproduction_grid(datasets=OFFLINE_DATASETS) -> list[dict]:
+    """The cells that test the paper's claims on each dataset, as {dataset, protocol, stem, model}.
+
+    Under the paper protocol: the paper's seven models with its (ImageNet) stem, to recover its numbers.
+    Under the corrected protocol: the same models plus the two ablations (no residuals at all; an MLP in place
+    of attention), with the paper's stem and the small-image one, to see what holds once the defects are
+    fixed. `gradattn.report.coverage_table` counts how many seeds of each cell have run."""
+    arms = (("paper", PAPER_MODELS, ("imagenet",)), ("corrected", PAPER_MODELS + ABLATION_MODELS, STEMS))
+    return [dict(dataset=d, protocol=p, stem=st, model=m)
+            for d in datasets for p, models, stems in arms for st in stems for m in models]
 
 
 @dataclass(frozen=True)

@@ -715,6 +715,43 @@ def paper_gain(dataset: str, model: str, baseline: str = "resnet18") -> float | 
     return None if ours is None or base is None else round(ours - base, 2)
 
 
+def coverage_table(df, datasets=None, seeds_needed: int = 3):
+    """How much of the reproduction grid (gradattn.profiles.reproduction_grid) the runs in `df` cover.
+
+    One row per cell (dataset, protocol, stem, model): the seeds finished in each setting (e.g. "e8: 3",
+    8-epoch runs) and `missing`, the seeds the best-covered setting still lacks to reach `seeds_needed`.
+    Runs on a dataset variant (CIFAR-10's 4,000-image subsets) train on other data and do not count."""
+    import pandas as pd
+
+    from gradattn.profiles import OFFLINE_DATASETS, reproduction_grid
+    from gradattn.results import run_setting
+    runs = df[df["variant"].fillna("").eq("")] if "variant" in df else df
+    seeds: dict[tuple, dict[str, set]] = {}
+    for r in runs.to_dict("records"):
+        stem = r.get("stem") if isinstance(r.get("stem"), str) else "imagenet"   # older rows: the paper's
+        cell = (r["dataset"], r["protocol"], stem, r["model"])
+        setting = r["setting"] if "setting" in r else run_setting(r["model"], r["model_tag"])
+        seeds.setdefault(cell, {}).setdefault(setting, set()).add(int(r["seed"]))
+    rows = []
+    for cell in reproduction_grid(datasets or OFFLINE_DATASETS):
+        done = seeds.get(tuple(cell.values()), {})
+        best = max((len(s) for s in done.values()), default=0)
+        rows.append({**cell, "seeds": best, "missing": max(0, seeds_needed - best),
+                     "runs (setting: seeds)": "; ".join(f"{st or 'paper settings'}: {len(s)}"
+                                                        for st, s in sorted(done.items()))})
+    return pd.DataFrame(rows)
+
+
+def coverage_matrix(coverage, seeds_needed: int = 3):
+    """coverage_table as (dataset · protocol · stem) x models: "k/3" seeds per cell, blank outside the grid."""
+    rows = coverage["dataset"] + " · " + coverage["protocol"] + " · " + coverage["stem"] + " stem"
+    cells = coverage.assign(cell_row=rows, cell=[f"{k}/{seeds_needed}" for k in coverage["seeds"]])
+    matrix = cells.pivot(index="cell_row", columns="model", values="cell")
+    matrix = matrix.reindex(index=list(dict.fromkeys(rows)), columns=list(dict.fromkeys(coverage["model"])))
+    matrix.index.name, matrix.columns.name = "dataset · protocol · stem", None
+    return matrix.fillna("")
+
+
 def jpeg_cost_table(df):
     """What the JPEG copy of CIFAR-10 costs: the same 4,000 training images, lossless vs JPEG re-encoded
     (variants of gradattn.data), per model and setting, and the paired difference lossless − JPEG."""

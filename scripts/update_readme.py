@@ -87,11 +87,29 @@ def findings_pairs(path: Path = RESULTS) -> str:
     return out
 
 
+def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:
+    """Markdown: how many seeds of each cell of the reproduction grid (gradattn.profiles.reproduction_grid)
+    the committed runs cover, in any setting (e.g. 8 epochs)."""
+    from gradattn.report import coverage_matrix, coverage_table
+    from gradattn.results import load_results, sample_mask
+
+    df = load_results(path)
+    coverage = coverage_table(df[~sample_mask(df)], seeds_needed=seeds_needed)
+    matrix = coverage_matrix(coverage, seeds_needed)
+    complete = int((coverage["missing"] == 0).sum())
+    lines = [f"{complete} of {len(coverage)} cells have {seeds_needed} seeds (blank: not part of the grid).", "",
+             "| " + " | ".join([matrix.index.name, *matrix.columns]) + " |",
+             "|---|" + "---:|" * len(matrix.columns)]
+    lines += ["| " + " | ".join([name, *row]) + " |" for name, row in zip(matrix.index, matrix.values.tolist())]
+    return "\n".join(lines)
+
+
 def generated_blocks() -> dict[str, str]:
     from gradattn.models import format_model_table
 
     return {"models-table": "\n\n".join([format_model_table(10, 3), format_model_table(10, 1)]),
-            "findings-table": findings_table(), "findings-pairs": findings_pairs()}
+            "findings-table": findings_table(), "findings-pairs": findings_pairs(),
+            "findings-coverage": findings_coverage()}
 
 
 def render(text: str, blocks: dict[str, str]) -> str:

@@ -90,3 +90,26 @@ def test_findings_label_runs_on_a_declared_subset(tmp_path):
     assert len(rows) == 2 and all(line.startswith("| tinyimagenet (train subset) |") for line in rows)
     pairs = [line for line in updater.findings_pairs(path).splitlines() if "gradattn_rope" in line]
     assert len(pairs) == 1 and pairs[0].startswith("| tinyimagenet (train subset) |") and "+1.50" in pairs[0]
+
+
+def test_findings_coverage_counts_full_data_seeds_per_cell(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    path = tmp_path / "results.csv"
+    for seed in (0, 1, 2):
+        append_result({"run_key": f"cifar10/resnet18-e8/paper/seed{seed}", "dataset": "cifar10", "model": "resnet18",
+                       "model_tag": "resnet18-e8", "protocol": "paper", "stem": "imagenet", "seed": seed,
+                       "is_sample": False, "top1": 10.0}, path)
+    append_result({"run_key": "fashionmnist/resnet18/paper/seed0", "dataset": "fashionmnist", "model": "resnet18",
+                   "model_tag": "resnet18", "protocol": "paper", "stem": "imagenet", "seed": 0, "is_sample": True,
+                   "top1": 60.0}, path)                                   # the embedded sample does not count
+    lines = updater.findings_coverage(path).splitlines()
+    assert lines[0].startswith("1 of 75 cells have 3 seeds")
+    header = [c.strip() for c in lines[2].strip("|").split("|")]
+    rows = {cells[0]: dict(zip(header, cells)) for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in lines[4:])}
+    assert rows["cifar10 · paper · imagenet stem"]["resnet18"] == "3/3"
+    assert rows["fashionmnist · paper · imagenet stem"]["resnet18"] == "0/3"
+    assert rows["fashionmnist · paper · imagenet stem"]["plain18"] == ""
+    assert len(rows) == 9 and len(header) == 10
