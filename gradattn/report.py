@@ -637,8 +637,8 @@ def _label_subsets(table):
 
 
 def results_beside_paper(df):
-    """Per dataset x model x setting x protocol: our mean ± 95 % CI over seeds (n) beside the paper's
-    single run. `setting` (gradattn.results.run_setting) keeps e.g. 8-epoch and small-stem runs apart."""
+    """Per dataset x model x setting x protocol: our mean ± 95 % CI over seeds (n) and the seeds' std
+    beside the paper's single run. `setting` (gradattn.results.run_setting) keeps e.g. 8-epoch and small-stem runs apart."""
     import pandas as pd
 
     from gradattn import stats
@@ -663,7 +663,8 @@ def results_beside_paper(df):
     summary["paper recovered"] = [recovered(*row) for row in zip(
         summary["protocol"], summary["paper top-1"], summary["ci_low"], summary["ci_high"], summary["n"])]
     summary = _label_subsets(summary)
-    return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "paper top-1",
+    summary["std"] = summary["std"].round(2)
+    return summary[["dataset", "model", "setting", "protocol", "ours: mean ± 95 % CI", "std", "paper top-1",
                     "paper recovered", "runs from", "run", "mean", "half_width", "ci_low", "ci_high", "n"]]
 
 
@@ -725,7 +726,7 @@ def coverage_table(df, datasets=None, seeds_needed: int = 3):
 
     from gradattn.profiles import OFFLINE_DATASETS, reproduction_grid
     from gradattn.results import run_setting
-    runs = df[df["variant"].fillna("").eq("")] if "variant" in df else df
+    runs = df[df["variant"].isna() | df["variant"].astype(str).eq("")] if "variant" in df else df
     seeds: dict[tuple, dict[str, set]] = {}
     for r in runs.to_dict("records"):
         stem = r.get("stem") if isinstance(r.get("stem"), str) else "imagenet"   # older rows: the paper's

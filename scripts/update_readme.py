@@ -23,7 +23,7 @@ def paper_cell(published: float | None, variant: str | None) -> str:
 
 def findings_table(path: Path = RESULTS) -> str:
     """Markdown table of the committed runs (results/results.csv): `report.results_beside_paper` (seeds
-    grouped, mean ± 95 % CI beside the paper, whether the paper lies within it) plus the README's own
+    grouped, mean ± 95 % CI and std beside the paper, whether the paper lies within it) plus the README's own
     columns: each run's epochs (best epoch), health scores and device."""
     from gradattn.report import results_beside_paper
     from gradattn.results import load_results, sample_mask
@@ -36,11 +36,13 @@ def findings_table(path: Path = RESULTS) -> str:
     details = df.groupby(key, sort=False, dropna=False).apply(_run_details, include_groups=False).apply(pd.Series)
     table = results_beside_paper(df).merge(details.reset_index().rename(columns={"data": "dataset"}),
                                            on=["dataset", "model", "setting", "protocol"], validate="one_to_one")
-    lines = ["| dataset | model (tag) | protocol | seeds | epochs run (best) | test top-1 % | paper's top-1 % "
-             "| paper in our CI | health: faithful / corrected | device |", "|---|---|---|---:|---|---:|---:|---|---|---|"]
+    lines = ["| dataset | model (tag) | protocol | seeds | epochs run (best) | test top-1 % | std | paper's top-1 % "
+             "| paper in our CI | health: faithful / corrected | device |",
+             "|---|---|---|---:|---|---:|---:|---:|---|---|---|"]
     for r in table.sort_values(["dataset", "run", "protocol"]).to_dict("records"):
         top1 = f"{r['mean']:.2f}" + (f" ± {r['half_width']:.2f}" if r["n"] > 1 else "")
-        lines.append(f"| {r['dataset']} | `{r['run']}` | {r['protocol']} | {r['n']} | {r['epochs']} | {top1} | "
+        std = f"{r['std']:.2f}" if r["n"] > 1 else ""
+        lines.append(f"| {r['dataset']} | `{r['run']}` | {r['protocol']} | {r['n']} | {r['epochs']} | {top1} | {std} | "
                      f"{paper_cell(r['paper top-1'], r['variant'])} | {r['paper recovered']} | {r['health']} | "
                      f"{r['devices']} |")
     return "\n".join(lines)

@@ -38,8 +38,9 @@ def test_findings_table_groups_seeds_and_sets_the_paper_beside(tmp_path):
     row = [line for line in table.splitlines() if "`resnet18`" in line]
     assert len(row) == 1
     cells = [c.strip() for c in row[0].strip("|").split("|")]
-    assert cells[3] == "2" and cells[5] == "91.00 ± 12.71" and cells[6] == "64.11"   # t(0.975, 1) = 12.706
-    assert cells[7] == ""                      # corrected protocol: the paper's number is not expected
+    assert cells[3] == "2" and cells[5] == "91.00 ± 12.71" and cells[7] == "64.11"   # t(0.975, 1) = 12.706
+    assert cells[6] == "1.41"                  # the seeds' sample std, sqrt(2)
+    assert cells[8] == ""                      # corrected protocol: the paper's number is not expected
     assert updater.findings_table(tmp_path / "absent.csv").startswith("_No full-data runs")
 
 
