@@ -15,11 +15,10 @@ from gradattn.train import STEMS, ConfigError, TrainConfig, sweep
 
 ALL_DATASETS = ("tinyimagenet", "cifar10", "svhn", "fashionmnist", "tissuemnist", "bloodmnist", "pcam",
                 "padufes20")
-ALL_MODELS = ("resnet18", "se_resnet18", "cbam_resnet18", "gradattn_nope", "gradattn_nope_d32",
-              "gradattn_lpe", "gradattn_rope", "plain18", "gradattn_mlp")
-PAPER_MODELS = ("resnet18", "se_resnet18", "cbam_resnet18", "gradattn_nope_d32", "gradattn_nope",
+PAPER_MODELS = ("resnet18", "se_resnet18", "cbam_resnet18", "gradattn_nope", "gradattn_nope_d32",
                 "gradattn_lpe", "gradattn_rope")
 ABLATION_MODELS = ("plain18", "gradattn_mlp")
+ALL_MODELS = PAPER_MODELS + ABLATION_MODELS
 OFFLINE_DATASETS = ("fashionmnist", "cifar10", "tinyimagenet")   # the three in ../shared/data
 
 
