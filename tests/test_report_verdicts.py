@@ -200,3 +200,48 @@ def test_paired_differences_sit_beside_the_papers_own_gain():
     assert pairs.loc[("cifar10", "paper", ""), "paper gain in our CI"] == "one seed"
     assert pd.isna(pairs.loc[("cifar10", "paper", "jpeg4000"), "paper gain"])   # other data: no reference
     assert "paper gain" not in paired_table(tagged(rows))
+
+
+def pe_runs(per_dataset, protocol="paper"):
+    """{dataset: {model: [top-1 per seed]}} -> runs of the three encodings, seeds 0.."""
+    rows = [(dataset, model, model, protocol, seed, acc, None, 1.0, 1.0, 0, False)
+            for dataset, models in per_dataset.items() for model, accs in models.items()
+            for seed, acc in enumerate(accs)]
+    df = pd.DataFrame(rows, columns=["dataset", "model", "model_tag", "protocol", "seed", "top1", "variant",
+                                     "health_score_faithful", "health_score_corrected", "num_dead_layers",
+                                     "is_sample"])
+    df["setting"] = ""
+    return df
+
+
+def test_pe_winner_that_changes_only_within_seed_noise_is_inconclusive():
+    noisy = {"nope": [60, 66, 63], "lpe": [64, 61, 65], "rope": [62, 63, 61]}
+    clear = {"nope": [70, 71, 70], "lpe": [69, 70, 69.5], "rope": [75, 76, 75.5]}
+    names = lambda d: {f"gradattn_{k}": v for k, v in d.items()}  # noqa: E731
+    row = claim_verdicts(pe_runs({"fashionmnist": names(noisy), "tinyimagenet": names(clear)}), "paper")
+    row = row.set_index("claim").loc["pe_dataset_dependent"]
+    assert row["verdict"] == "inconclusive"
+    assert "fashionmnist gradattn_lpe" in row["evidence"] and "tinyimagenet gradattn_rope" in row["evidence"]
+    assert "no pair of encodings reverses order" in row["evidence"]
+
+
+def test_pe_verdict_names_the_pair_that_reverses_beyond_seed_noise():
+    up = {"gradattn_nope": [60, 61, 62], "gradattn_lpe": [63, 64, 65.5], "gradattn_rope": [50, 51, 52]}
+    down = {"gradattn_nope": [80, 81, 82], "gradattn_lpe": [77, 78, 78.5], "gradattn_rope": [70, 71, 72]}
+    row = claim_verdicts(pe_runs({"cifar10": up, "svhn": down}), "paper").set_index("claim").loc[
+        "pe_dataset_dependent"]
+    assert row["verdict"] == "reproduced"
+    assert "gradattn_lpe − gradattn_nope > 0 on cifar10, < 0 on svhn" in row["evidence"]
+
+
+def test_pe_pairs_gives_every_pair_of_encodings_matched_on_seed():
+    from gradattn.report import pe_pairs
+    df = pe_runs({"fashionmnist": {"gradattn_nope": [60, 62], "gradattn_lpe": [61, 64],
+                                   "gradattn_rope": [65, 63, 99]}})
+    pairs = pe_pairs(df).set_index(["model", "baseline"])
+    assert sorted(pairs.index) == [("gradattn_lpe", "gradattn_nope"), ("gradattn_rope", "gradattn_lpe"),
+                                   ("gradattn_rope", "gradattn_nope")]
+    assert pairs.loc[("gradattn_lpe", "gradattn_nope"), "mean"] == pytest.approx(1.5)
+    assert pairs.loc[("gradattn_rope", "gradattn_nope"), "n"] == 2            # RoPE's seed 2 has no partner
+    assert pairs.loc[("gradattn_rope", "gradattn_lpe"), "mean"] == pytest.approx(1.5)
+    assert pe_pairs(df[df["model"] == "gradattn_lpe"]).empty
