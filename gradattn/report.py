@@ -912,18 +912,19 @@ def claim_verdicts(df, profile: str):
                 protocol_setting = (key[0], key[1] if len(by) == 3 else "")
                 winners.setdefault(protocol_setting, {})[key[-1]] = best["model"]
     compared = {k: w for k, w in winners.items() if len(w) >= 2}
-    if not compared:
+    reversals = _pe_reversals(pe_pairs(pe)) if not pe.empty else []
+    if not compared and not reversals:
         rows.append(("pe_dataset_dependent", "not tested here", "",
                      why_quick if profile == "quick" else
-                     "needs all three PE variants, same protocol and setting, on at least two datasets"))
+                     "needs all three PE variants, same protocol and setting, on at least two datasets, or two of "
+                     "them whose order reverses between datasets beyond seed noise"))
     else:
-        reversals = _pe_reversals(pe_pairs(pe), compared)
         verdict = ("reproduced" if reversals else
                    "inconclusive" if any(len(set(w.values())) > 1 for w in compared.values()) else "not reproduced")
-        evidence = "; ".join(" ".join(v for v in k if v) + ": best by mean " +
-                             ", ".join(f"{d} {m}" for d, m in sorted(w.items())) for k, w in sorted(compared.items()))
-        evidence += "; " + ("; ".join(reversals) if reversals else
-                            "no pair of encodings reverses order with both paired 95 % CIs excluding 0")
+        evidence = "; ".join([" ".join(v for v in k if v) + ": best by mean " +
+                              ", ".join(f"{d} {m}" for d, m in sorted(w.items())) for k, w in sorted(compared.items())]
+                             + (reversals or ["no pair of encodings reverses order with both paired 95 % CIs "
+                                              "excluding 0"]))
         rows.append(("pe_dataset_dependent", verdict, evidence,
                      "equal capacity (d=256), within one protocol and setting; reproduced when some pair of "
                      "encodings is significantly better on one dataset and significantly worse on another (paired "
@@ -934,17 +935,18 @@ def claim_verdicts(df, profile: str):
     return table
 
 
-def _pe_reversals(pairs, compared) -> list[str]:
+def _pe_reversals(pairs) -> list[str]:
     """Pairs of encodings whose paired difference is significantly positive on one dataset and significantly
-    negative on another, within one protocol and setting: "dataset dependent" beyond seed noise (paired 95 % CIs)."""
+    negative on another, within one protocol and setting: "dataset dependent" beyond seed noise (paired 95 % CIs).
+
+    A pair counts wherever both of its encodings ran, even on a dataset that lacks the third one.
+    """
     out = []
     if pairs.empty:
         return out
     setting = pairs["setting"] if "setting" in pairs else ""
-    pairs = pairs.assign(setting=setting)
-    for (protocol, st), w in sorted(compared.items()):
-        sub = pairs[(pairs["protocol"] == protocol) & (pairs["setting"] == st) & pairs["dataset"].isin(w)
-                    & pairs["excludes_zero"]]
+    significant = pairs.assign(setting=setting)[pairs["excludes_zero"].astype(bool)]
+    for (protocol, st), sub in significant.groupby(["protocol", "setting"], sort=True):
         for (model, baseline), g in sub.groupby(["model", "baseline"], sort=True):
             up, down = sorted(g[g["mean"] > 0]["dataset"]), sorted(g[g["mean"] < 0]["dataset"])
             if up and down:

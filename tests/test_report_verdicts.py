@@ -234,6 +234,19 @@ def test_pe_verdict_names_the_pair_that_reverses_beyond_seed_noise():
     assert "gradattn_lpe − gradattn_nope > 0 on cifar10, < 0 on svhn" in row["evidence"]
 
 
+def test_pe_reversal_counts_on_a_dataset_that_lacks_the_third_encoding():
+    both = {"gradattn_nope": [80, 81, 82], "gradattn_lpe": [77, 78, 78.5], "gradattn_rope": [70, 71, 72]}
+    two = {"gradattn_lpe": [50, 51, 52], "gradattn_rope": [63, 64, 65.5]}
+    row = claim_verdicts(pe_runs({"fashionmnist": both, "cifar10": two}), "paper").set_index("claim").loc[
+        "pe_dataset_dependent"]
+    assert row["verdict"] == "reproduced"
+    assert row["evidence"] == "paper: gradattn_rope − gradattn_lpe > 0 on cifar10, < 0 on fashionmnist"
+    within_noise = {"gradattn_lpe": [50, 58, 52], "gradattn_rope": [57, 51, 53]}
+    row = claim_verdicts(pe_runs({"fashionmnist": both, "cifar10": within_noise}), "paper").set_index(
+        "claim").loc["pe_dataset_dependent"]
+    assert row["verdict"] == "not tested here"     # one dataset has all three, and nothing reverses
+
+
 def test_pe_pairs_gives_every_pair_of_encodings_matched_on_seed():
     from gradattn.report import pe_pairs
     df = pe_runs({"fashionmnist": {"gradattn_nope": [60, 62], "gradattn_lpe": [61, 64],
