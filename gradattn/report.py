@@ -912,7 +912,7 @@ def claim_verdicts(df, profile: str):
                 protocol_setting = (key[0], key[1] if len(by) == 3 else "")
                 winners.setdefault(protocol_setting, {})[key[-1]] = best["model"]
     compared = {k: w for k, w in winners.items() if len(w) >= 2}
-    reversals = _pe_reversals(pe_pairs(pe)) if not pe.empty else []
+    reversals = _pe_reversals(pe_pairs(pe))
     if not compared and not reversals:
         rows.append(("pe_dataset_dependent", "not tested here", "",
                      why_quick if profile == "quick" else
