@@ -50,11 +50,11 @@ readme: $(STAMP)
 	$(PY) scripts/update_readme.py
 
 paper: $(STAMP)
-	$(PY) -m gradattn.report paper --profile $(PROFILE) --device $(DEVICE) \
+	$(PY) -m gradattn.notebooks paper --profile $(PROFILE) --device $(DEVICE) \
 		$(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(DATASETS),--datasets $(DATASETS))
 
 html: $(STAMP)
-	$(PY) -m gradattn.report html
+	$(PY) -m gradattn.notebooks html
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab --notebook-dir=notebooks

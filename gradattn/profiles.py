@@ -28,7 +28,7 @@ def reproduction_grid(datasets=OFFLINE_DATASETS) -> list[dict]:
     Under the paper protocol: the paper's seven models with its (ImageNet) stem, to recover its numbers.
     Under the corrected protocol: the same models plus the two ablations (no residuals at all; an MLP in place
     of attention), with the paper's stem and the small-image one, to see what holds once the defects are
-    fixed. `gradattn.report.coverage_table` counts how many seeds of each cell have run."""
+    fixed. `gradattn.findings.coverage_table` counts how many seeds of each cell have run."""
     arms = (("paper", PAPER_MODELS, ("imagenet",)), ("corrected", PAPER_MODELS + ABLATION_MODELS, STEMS))
     return [dict(dataset=d, protocol=p, stem=st, model=m)
             for d in datasets for p, models, stems in arms for st in stems for m in models]

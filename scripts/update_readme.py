@@ -22,10 +22,10 @@ def paper_cell(published: float | None, variant: str | None) -> str:
 
 
 def findings_table(path: Path = RESULTS) -> str:
-    """Markdown table of the committed runs (results/results.csv): `report.results_beside_paper` (seeds
+    """Markdown table of the committed runs (results/results.csv): `findings.results_beside_paper` (seeds
     grouped, mean ± 95 % CI and std beside the paper, whether the paper lies within it) plus the README's own
     columns: each run's epochs (best epoch), health scores and device."""
-    from gradattn.report import results_beside_paper
+    from gradattn.findings import results_beside_paper
     from gradattn.results import load_results, sample_mask
 
     df = load_results(path)
@@ -61,7 +61,7 @@ def _run_details(runs) -> dict:
 def findings_pairs(path: Path = RESULTS) -> str:
     """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds) and the
     cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
-    from gradattn.report import jpeg_cost_table, paired_table
+    from gradattn.findings import jpeg_cost_table, paired_table
     from gradattn.results import load_results, sample_mask
 
     df = load_results(path)
@@ -92,7 +92,7 @@ def findings_pairs(path: Path = RESULTS) -> str:
 def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:
     """Markdown: how many seeds of each cell of the reproduction grid (gradattn.profiles.reproduction_grid)
     the committed runs cover, in any setting (e.g. 8 epochs)."""
-    from gradattn.report import coverage_matrix, coverage_table
+    from gradattn.findings import coverage_matrix, coverage_table
     from gradattn.results import load_results, sample_mask
 
     df = load_results(path)

@@ -16,7 +16,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("papermill")
 
-from gradattn import report  # noqa: E402
+from gradattn import notebooks, paths, report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
@@ -35,7 +35,7 @@ def _parameter_names(nb) -> set[str]:
     return set(re.findall(r"^(\w+)\s*=", cells[0].source, flags=re.M))
 
 
-@pytest.mark.parametrize("name", report.NOTEBOOKS)
+@pytest.mark.parametrize("name", notebooks.NOTEBOOKS)
 def test_committed_notebook_is_thin_parameterised_and_colab_ready(name):
     nb = _read(name)
     nbformat.validate(nb)
@@ -44,19 +44,19 @@ def test_committed_notebook_is_thin_parameterised_and_colab_ready(name):
     assert 'REPO_URL = "https://github.com/<owner>/gradattn"' in first
     assert '"google.colab" in sys.modules' in first and "pip" in first
     names = _parameter_names(nb)
-    wanted = TRAIN_PARAMETERS if name == report.TRAIN_NOTEBOOK else COMMON_PARAMETERS
+    wanted = TRAIN_PARAMETERS if name == notebooks.TRAIN_NOTEBOOK else COMMON_PARAMETERS
     assert set(wanted) <= names, f"{name}: parameters cell lacks {set(wanted) - names}"
     for cell in code:
         assert len(cell.source.splitlines()) <= MAX_CELL_LINES, f"{name}: a code cell is not thin:\n{cell.source}"
         assert "def " not in cell.source and "class " not in cell.source, f"{name}: logic belongs in gradattn/"
 
 
-@pytest.mark.parametrize("name", report.NOTEBOOKS)
+@pytest.mark.parametrize("name", notebooks.NOTEBOOKS)
 def test_committed_notebook_carries_quick_outputs_without_errors(name):
     nb = _read(name)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(c.execution_count is not None for c in code), f"{name}: commit it executed (quick profile)"
-    assert report.count_error_cells(nb) == 0
+    assert notebooks.count_error_cells(nb) == 0
     text = json.dumps([c.outputs for c in code])
     assert "quick profile: not the paper's numbers" in text
     assert "papermill" not in nb.metadata, "volatile papermill metadata must be stripped before committing"
@@ -64,11 +64,11 @@ def test_committed_notebook_carries_quick_outputs_without_errors(name):
 
 def test_deterministic_cells_are_marked_for_nbval():
     marked = {name: sum("# NBVAL_CHECK_OUTPUT" in c.source for c in _read(name).cells if c.cell_type == "code")
-              for name in report.NOTEBOOKS}
+              for name in notebooks.NOTEBOOKS}
     assert marked["01_architecture"] >= 2          # parameter-count and tap-shape tables
     assert marked["05_results"] >= 1               # the paper's published table
     # marked cells must not depend on training: none of them may call ensure_runs
-    for name in report.NOTEBOOKS:
+    for name in notebooks.NOTEBOOKS:
         for cell in _read(name).cells:
             if "# NBVAL_CHECK_OUTPUT" in cell.source:
                 assert "ensure_runs" not in cell.source and "collect_results" not in cell.source
@@ -106,41 +106,41 @@ def test_execute_failure_names_notebook_cell_and_error(tmp_path):
     src = tmp_path / "bad.ipynb"
     nbformat.write(nb, str(src))
     out = tmp_path / "out" / "bad.ipynb"
-    with pytest.raises(report.NotebookFailed) as err:
-        report.execute_notebook(src, out, progress=False)
+    with pytest.raises(notebooks.NotebookFailed) as err:
+        notebooks.execute_notebook(src, out, progress=False)
     message = str(err.value)
     assert "bad.ipynb" in message and "cell 2" in message and "ValueError: broken on purpose" in message
     assert not out.exists(), "no half-executed notebook under the final name"
     kept = tmp_path / "out" / "bad.failed.ipynb"
-    assert kept.exists() and report.count_error_cells(nbformat.read(str(kept), as_version=4)) == 1
+    assert kept.exists() and notebooks.count_error_cells(nbformat.read(str(kept), as_version=4)) == 1
     assert not list((tmp_path / "out").glob(".*partial*"))
 
 
 def test_cli_reports_failure_with_exit_code(tmp_path, monkeypatch, capsys):
     def boom(*args, **kwargs):
-        raise report.NotebookFailed("02_train.ipynb", 7, "RuntimeError", "diverged", None)
-    monkeypatch.setattr(report, "run_paper", boom)
-    assert report.main(["paper", "--profile", "quick"]) == 1
+        raise notebooks.NotebookFailed("02_train.ipynb", 7, "RuntimeError", "diverged", None)
+    monkeypatch.setattr(notebooks, "run_paper", boom)
+    assert notebooks.main(["paper", "--profile", "quick"]) == 1
     assert "02_train.ipynb failed in cell 7: RuntimeError: diverged" in capsys.readouterr().err
-    assert report.main(["paper", "--profile", "nonsense"]) == 2
+    assert notebooks.main(["paper", "--profile", "nonsense"]) == 2
     assert "unknown profile 'nonsense'" in capsys.readouterr().err
 
 
 def test_plan_runs_02_once_per_dataset(tmp_path):
-    jobs, skipped = report.plan("quick", out=tmp_path, datasets=["fashionmnist", "cifar10"])
+    jobs, skipped = notebooks.plan("quick", out=tmp_path, datasets=["fashionmnist", "cifar10"])
     labels = [j.label for j in jobs]
     assert labels == ["00_overview", "01_architecture", "02_train [fashionmnist]", "02_train [cifar10]",
                       "03_gradient_flow", "04_pe_study", "05_results"]
     assert jobs[2].output == tmp_path / "notebooks" / "02_train_fashionmnist.ipynb"
     assert jobs[3].parameters["dataset"] == "cifar10" and jobs[3].parameters["profile"] == "quick"
     assert skipped == []
-    jobs, _ = report.plan("quick", out=tmp_path)
+    jobs, _ = notebooks.plan("quick", out=tmp_path)
     from gradattn.profiles import PROFILES
     assert [j.parameters["dataset"] for j in jobs if j.name == "02_train"] == list(PROFILES["quick"].datasets)
 
 
 def test_paper_profile_reports_absent_datasets(tmp_path):
-    present, skipped = report.train_datasets("paper", str(tmp_path / "empty-data-root"))
+    present, skipped = notebooks.train_datasets("paper", str(tmp_path / "empty-data-root"))
     from gradattn.profiles import PROFILES
     assert set(present) | {s["dataset"] for s in skipped} == set(PROFILES["paper"].datasets)
     assert {s["dataset"] for s in skipped} >= {"svhn", "pcam", "padufes20"}   # never available offline
@@ -148,13 +148,13 @@ def test_paper_profile_reports_absent_datasets(tmp_path):
 
 
 def test_paths_follow_environment(tmp_path, monkeypatch):
-    assert report.project_root(NB_DIR) == ROOT
-    monkeypatch.setenv(report.ENV_OUTPUTS, str(tmp_path / "o"))
-    assert report.outputs_dir() == tmp_path / "o"
+    assert paths.project_root(NB_DIR) == ROOT
+    monkeypatch.setenv(paths.ENV_OUTPUTS, str(tmp_path / "o"))
+    assert paths.outputs_dir() == tmp_path / "o"
     monkeypatch.delenv("GRADATTN_DATA", raising=False)
     monkeypatch.chdir(NB_DIR)
-    assert report.resolve_data_root(None) == str(ROOT / "data")
-    assert report.resolve_data_root("rel") == str(NB_DIR / "rel")
+    assert paths.resolve_data_root(None) == str(ROOT / "data")
+    assert paths.resolve_data_root("rel") == str(NB_DIR / "rel")
 
 
 @pytest.mark.slow
@@ -164,9 +164,9 @@ def test_papermill_02_train_tiny_run(tmp_path):
     executed = out / "notebooks" / "02_train_fashionmnist.ipynb"
     params = {"dataset": "fashionmnist", "models": ["gradattn_nope_d32"], "protocol": "corrected",
               "seeds": [0], "epochs": 1, "profile": "quick", "device": "cpu"}
-    nb = report.execute_notebook(NB_DIR / "02_train.ipynb", executed, params, progress=False,
-                                 env={report.ENV_OUTPUTS: str(out), "OMP_NUM_THREADS": "1"})
-    assert executed.exists() and report.count_error_cells(nb) == 0
+    nb = notebooks.execute_notebook(NB_DIR / "02_train.ipynb", executed, params, progress=False,
+                                    env={paths.ENV_OUTPUTS: str(out), "OMP_NUM_THREADS": "1"})
+    assert executed.exists() and notebooks.count_error_cells(nb) == 0
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and "gradattn_nope_d32" in injected[0].source
     run_dir = out / "runs" / "fashionmnist" / "gradattn_nope_d32-e1-sample" / "corrected" / "seed0"
@@ -180,7 +180,7 @@ def test_papermill_02_train_tiny_run(tmp_path):
     assert (out / "results.csv").exists()
 
     # the same executed notebook renders into the HTML site with an index linking it
-    index = report.render_site(out, profile="quick", log=lambda m: None)
+    index = notebooks.render_site(out, profile="quick", log=lambda m: None)
     page = out / "html" / "02_train_fashionmnist.html"
     assert page.exists() and "attention per class" in page.read_text()
     html = index.read_text()
@@ -192,7 +192,7 @@ def test_papermill_02_train_tiny_run(tmp_path):
 def test_makefile_targets_install_first_and_run_nbval():
     text = (ROOT / "Makefile").read_text()
     assert re.search(r"^paper: \$\(STAMP\)", text, re.M) and re.search(r"^test: \$\(STAMP\)", text, re.M)
-    assert "-m gradattn.report paper --profile $(PROFILE)" in text
+    assert "-m gradattn.notebooks paper --profile $(PROFILE)" in text
     assert re.search(r"^html: ", text, re.M) and re.search(r"^lab: ", text, re.M)
     assert "--nbval-lax" in text and "--nbval-sanitize-with tests/nbval_sanitize.cfg" in text
     assert re.search(r"^PROFILE \?= quick", text, re.M)

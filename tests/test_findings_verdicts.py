@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from gradattn.report import claim_verdicts
+from gradattn.findings import claim_verdicts
 
 
 def runs(rows):
@@ -67,7 +67,7 @@ def tagged(rows):
 
 
 def test_settings_are_averaged_and_paired_apart():
-    from gradattn.report import paired_table, results_beside_paper
+    from gradattn.findings import paired_table, results_beside_paper
     rows = []
     for seed in (0, 1, 2):
         rows += [("cifar10", "resnet18", "resnet18-e8", "corrected", seed, 70.0 + seed, None),
@@ -85,7 +85,7 @@ def test_settings_are_averaged_and_paired_apart():
 
 
 def test_jpeg_cost_pairs_lossless_and_jpeg_by_seed():
-    from gradattn.report import jpeg_cost_table
+    from gradattn.findings import jpeg_cost_table
     rows = [("cifar10", "resnet18", f"resnet18-{v}-e20", "corrected", seed, acc, v)
             for v, accs in (("lossless4000", [50.0, 52.0, 51.0]), ("jpeg4000", [49.0, 50.5, 50.5]))
             for seed, acc in zip((0, 1, 2), accs)]
@@ -100,7 +100,7 @@ def test_jpeg_cost_pairs_lossless_and_jpeg_by_seed():
 
 
 def test_paper_number_is_no_reference_for_a_variant_trained_on_other_data():
-    from gradattn.report import results_beside_paper
+    from gradattn.findings import results_beside_paper
     rows = [("cifar10", "resnet18", "resnet18-jpeg4000-e20", "corrected", 0, 59.0, "jpeg4000"),
             ("cifar10", "resnet18", "resnet18-e20", "corrected", 0, 80.0, None)]
     beside = results_beside_paper(tagged(rows)).set_index("run")
@@ -109,7 +109,7 @@ def test_paper_number_is_no_reference_for_a_variant_trained_on_other_data():
 
 
 def test_paper_number_is_recovered_when_it_lies_in_our_interval():
-    from gradattn.report import results_beside_paper
+    from gradattn.findings import results_beside_paper
     rows = [("fashionmnist", "resnet18", "resnet18", "paper", s, a, None) for s, a in enumerate([63.0, 66.0, 64.0])]
     rows += [("fashionmnist", "gradattn_lpe", "gradattn_lpe", "paper", s, a, None)
              for s, a in enumerate([88.0, 88.5, 88.2])]
@@ -123,7 +123,7 @@ def test_paper_number_is_recovered_when_it_lies_in_our_interval():
 
 
 def test_subset_runs_are_labelled_and_kept_apart_from_full_data_runs():
-    from gradattn.report import paired_table, results_beside_paper
+    from gradattn.findings import paired_table, results_beside_paper
     from gradattn.results import dataset_label
     subset = "local files data/tinyimagenet (ImageFolder; a SUBSET of train: counts declared in MANIFEST.json)"
     rows = []
@@ -179,7 +179,7 @@ def test_fashionmnist_claim_with_an_interval_holding_zero_and_the_claim_is_incon
 
 
 def test_paired_differences_sit_beside_the_papers_own_gain():
-    from gradattn.report import paired_table
+    from gradattn.findings import paired_table
     rows = []
     for seed, (base, rope) in enumerate([(30.0, 36.0), (31.0, 35.5), (29.5, 35.0)]):
         rows += [("tinyimagenet", "resnet18", "resnet18", "paper", seed, base, None),
@@ -248,7 +248,7 @@ def test_pe_reversal_counts_on_a_dataset_that_lacks_the_third_encoding():
 
 
 def test_pe_pairs_gives_every_pair_of_encodings_matched_on_seed():
-    from gradattn.report import pe_pairs
+    from gradattn.findings import pe_pairs
     df = pe_runs({"fashionmnist": {"gradattn_nope": [60, 62], "gradattn_lpe": [61, 64],
                                    "gradattn_rope": [65, 63, 99]}})
     pairs = pe_pairs(df).set_index(["model", "baseline"])

@@ -2,7 +2,7 @@
 import pandas as pd
 
 from gradattn.profiles import ABLATION_MODELS, PAPER_MODELS, reproduction_grid
-from gradattn.report import coverage_matrix, coverage_table
+from gradattn.findings import coverage_matrix, coverage_table
 
 
 def runs(rows):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gradattn.attention import summarize_attention
-from gradattn.report import attention_maps_by_group, attention_received_table, attention_records
+from gradattn.findings import attention_maps_by_group, attention_received_table, attention_records
 
 
 def summary(key_tap):
