@@ -333,14 +333,33 @@ def strip_volatile_metadata(nb):
     return nb
 
 
+# Notebooks that only show quick-profile runs which other notebooks train.
+SHOWS_RUNS_OF = {"05_results": ("02_train", "04_pe_study")}
+
+
+def _check_runs_to_show(names: list[str], root: Path) -> None:
+    """Refuse to refresh a notebook that shows other notebooks' runs when none are under outputs/ and those
+    notebooks do not run before it: its committed tables would become "no runs yet"."""
+    from gradattn.findings import collect_results
+    for i, name in enumerate(names):
+        producers = SHOWS_RUNS_OF.get(name, ())
+        if producers and not set(producers) & set(names[:i]) and collect_results("quick", root).empty:
+            raise FileNotFoundError(
+                f"{name} shows the quick-profile runs that {' and '.join(producers)} train, and "
+                f"{outputs_dir(root)} holds none: run `make paper` first, or refresh them together "
+                f"(python -m gradattn.notebooks refresh {' '.join(producers)} {name})")
+
+
 def refresh_committed(names: list[str] | None = None, root: Path | None = None,
                       progress: bool = True, log=None) -> list[Path]:
     """Re-execute the committed notebooks in place with their default (quick) parameters."""
     import nbformat
     log = log or _log
     root = Path(root) if root else project_root()
+    names = list(names or NOTEBOOKS)
+    _check_runs_to_show(names, root)
     written = []
-    for name in names or NOTEBOOKS:
+    for name in names:
         path = root / "notebooks" / f"{name}.ipynb"
         log(f"refreshing {path} ...")
         t0 = time.perf_counter()

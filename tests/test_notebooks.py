@@ -157,6 +157,26 @@ def test_paths_follow_environment(tmp_path, monkeypatch):
     assert paths.resolve_data_root("rel") == str(NB_DIR / "rel")
 
 
+
+def test_refreshing_05_alone_without_quick_runs_is_refused(tmp_path, monkeypatch, capsys):
+    """05_results only shows runs that 02 and 04 train; refreshed alone on a fresh checkout it would commit
+    "no runs yet" in place of its tables, so it stops, names the fix and leaves the notebook as it was."""
+    (tmp_path / "notebooks").mkdir()
+    committed = (NB_DIR / "05_results.ipynb").read_text()
+    (tmp_path / "notebooks" / "05_results.ipynb").write_text(committed)
+    monkeypatch.setenv(paths.ENV_OUTPUTS, str(tmp_path / "outputs"))
+    with pytest.raises(FileNotFoundError, match=r"run `make paper` first.*refresh 02_train 04_pe_study 05_results"):
+        notebooks.refresh_committed(["05_results"], root=tmp_path)
+    assert (tmp_path / "notebooks" / "05_results.ipynb").read_text() == committed
+    notebooks._check_runs_to_show(["02_train", "05_results"], tmp_path)         # trained before it: fine
+    with pytest.raises(FileNotFoundError):
+        notebooks._check_runs_to_show(["05_results", "02_train"], tmp_path)     # trained after it: refused
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "outputs" / "results.csv").write_text(
+        "run_key,dataset,model,model_tag,protocol,seed,is_sample,top1\n"
+        "fashionmnist/resnet18-e3-sample/paper/seed0,fashionmnist,resnet18,resnet18-e3-sample,paper,0,True,50.0\n")
+    notebooks._check_runs_to_show(["05_results"], tmp_path)                     # runs present: fine
+
 @pytest.mark.slow
 def test_papermill_02_train_tiny_run(tmp_path):
     """02_train under papermill with a tiny parameter set: executed notebook and run directory."""
