@@ -409,6 +409,17 @@ class DeviceLoader:
 # ---------------------------------------------------------------------------------------------------
 # Speed helpers for the training loop: fast on CUDA, a plain fp32 eager fallback elsewhere.
 
+def model_device(model: torch.nn.Module, device=None) -> torch.device:
+    """`device` as a torch.device, or where the model's parameters are when it is None: the default of every
+    function that runs a model on batches it moves itself."""
+    if device is not None:
+        return torch.device(device)
+    param = next(model.parameters(), None)
+    if param is None:
+        raise ValueError("the model has no parameters, so it has no device to run on; pass device= explicitly")
+    return param.device
+
+
 def resolve_device(device="auto") -> torch.device:
     """'auto' (or None) -> cuda when available, else cpu; anything else must name a usable torch device."""
     if device in (None, "", "auto"):

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gradattn.fastdata import model_device
 from gradattn.models import logits_of
 from gradattn.models.blocks import TAP_NAMES
 
@@ -185,13 +186,6 @@ def health_label(score: float) -> str:
 # shared plumbing
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    if param is None:
-        raise ValueError("the model has no parameters, so there is no gradient flow to analyse")
-    return param.device
-
-
 def _batches(loader, num_batches: int, device: torch.device):
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}")
@@ -208,14 +202,14 @@ def _batches(loader, num_batches: int, device: torch.device):
 
 
 def _check_device(model: nn.Module, device) -> torch.device:
-    model_device = _model_device(model)
+    on = model_device(model)
     if device is None:
-        return model_device
+        return on
     device = torch.device(device)
-    if device.type != model_device.type or (device.index is not None and device != model_device):
-        raise ValueError(f"the model is on {model_device} but device={device}; move the model with "
+    if device.type != on.type or (device.index is not None and device != on):
+        raise ValueError(f"the model is on {on} but device={device}; move the model with "
                          f"model.to({str(device)!r}) or leave device=None")
-    return model_device
+    return on
 
 
 @contextmanager
@@ -227,7 +221,7 @@ def preserved_state(model: nn.Module, restore: bool = True):
     grads = [p.grad for p in params]
     for p in params:
         p.grad = None
-    device = _model_device(model)
+    device = model_device(model)
     rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
     try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gradattn.fastdata import autocast_context
+from gradattn.fastdata import autocast_context, model_device
 from gradattn.models import logits_of
 
 TOP_K = (1, 3, 5)
@@ -134,7 +134,7 @@ def eval_batches(model: torch.nn.Module, loader, device=None, **forward_kwargs):
     mode (the model's mode is restored when the generator ends), training's autocast policy
     (`fastdata.autocast_context`: bf16 on GPUs that support it). The one evaluation pass that predictions
     and attention summaries share."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = model_device(model, device)
     was_training = model.training
     model.eval()
     try:

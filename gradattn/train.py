@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from gradattn.attention import has_attention, run_attention
 from gradattn.data.sources import check_variant
+from gradattn.fastdata import model_device
 from gradattn.fileio import atomic_write_bytes, atomic_write_text
 from gradattn.gradflow import GradientMonitor, analyze_gradient_flow, find_dead_layers
 from gradattn.metrics import evaluate
@@ -553,7 +554,7 @@ def fit(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoi
     `monitor` (a gradattn.gradflow.GradientMonitor) samples gradient norms after each backward.
     When the run is over, the early-stopping weights are restored into `model`.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = model_device(model, device)
     channels_last = device.type == "cuda"
     cuda_graph = cfg.cuda_graphs and device.type == "cuda"
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,

@@ -322,3 +322,12 @@ def test_resolve_device_names_the_fix_for_bad_or_unavailable_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available; use --device cpu"):
             fd.resolve_device("cuda")
+
+
+def test_model_device_is_the_argument_else_where_the_parameters_are():
+    model = torch.nn.Linear(2, 2)
+    assert fd.model_device(model) == torch.device("cpu")
+    assert fd.model_device(model, "meta") == torch.device("meta")
+    with pytest.raises(ValueError, match="no parameters.*pass device= explicitly"):
+        fd.model_device(torch.nn.ReLU())
+    assert fd.model_device(torch.nn.ReLU(), "cpu") == torch.device("cpu")
