@@ -10,6 +10,7 @@ imported lazily.
 from __future__ import annotations
 
 import json
+from itertools import combinations
 from pathlib import Path
 
 from gradattn.paths import outputs_dir, project_root
@@ -130,7 +131,7 @@ def paper_gain(dataset: str, model: str, baseline: str = "resnet18") -> float | 
 
 
 PE_MODELS = ("gradattn_nope", "gradattn_lpe", "gradattn_rope")      # the three encodings at d=256
-PE_PAIRS = (("gradattn_lpe", "gradattn_nope"), ("gradattn_rope", "gradattn_nope"), ("gradattn_rope", "gradattn_lpe"))
+PE_PAIRS = tuple((later, earlier) for earlier, later in combinations(PE_MODELS, 2))   # (model, baseline): LPE − No-PE, ...
 
 
 def pe_pairs(df):
