@@ -202,6 +202,8 @@ def _batches(loader, num_batches: int, device: torch.device):
 
 
 def _check_device(model: nn.Module, device) -> torch.device:
+    if next(model.parameters(), None) is None:
+        raise ValueError("the model has no parameters, so there is no gradient flow to analyse")
     on = model_device(model)
     if device is None:
         return on

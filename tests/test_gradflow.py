@@ -235,6 +235,8 @@ def test_bad_arguments_are_explained():
         analyze_gradient_flow(model, [])
     with pytest.raises(ValueError, match="model.to"):
         analyze_gradient_flow(model, _tiny_batches(), device="meta")
+    with pytest.raises(ValueError, match="no parameters, so there is no gradient flow"):
+        analyze_gradient_flow(torch.nn.ReLU(), _tiny_batches(), device="cpu")
     with pytest.raises(ValueError, match="vanishing_high"):
         Thresholds(vanishing=1.0, exploding=0.5)
     with pytest.raises(ValueError, match=r"\.stem"):
