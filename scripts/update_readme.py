@@ -106,11 +106,29 @@ def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:
     return "\n".join(lines)
 
 
+def findings_verdicts(path: Path = RESULTS) -> str:
+    """Markdown: the verdict on each claim of the paper's abstract (`findings.claim_verdicts`, the table of
+    05_results) from the committed runs, with its evidence; 05_results also says how each verdict is decided."""
+    from gradattn.findings import claim_verdicts
+    from gradattn.results import load_results, sample_mask
+
+    df = load_results(path)
+    df = df[~sample_mask(df)]
+    if df.empty:
+        return "_No full-data runs committed yet (`results/results.csv`)._"
+    lines = ["| the paper's claim | verdict here | evidence |", "|---|---|---|"]
+    for r in claim_verdicts(df, "paper").to_dict("records"):
+        evidence = (r["evidence"] or r["why"]).replace("|", "\\|")
+        lines.append(f"| {r['statement']} | **{r['verdict']}** | {evidence} |")
+    return "\n".join(lines)
+
+
 def generated_blocks() -> dict[str, str]:
     from gradattn.models import format_model_table
 
     return {"models-table": "\n\n".join([format_model_table(10, 3), format_model_table(10, 1)]),
-            "findings-table": findings_table(), "findings-pairs": findings_pairs(),
+            "findings-verdicts": findings_verdicts(), "findings-table": findings_table(),
+            "findings-pairs": findings_pairs(),
             "findings-coverage": findings_coverage()}
 
 

@@ -54,7 +54,8 @@ def test_health_evidence_names_the_dataset_where_the_corrected_score_drops():
     df = runs(rows).assign(setting=[""] * (len(rows) - 1) + ["jpeg4000-e20"])
     table = claim_verdicts(df, "paper").set_index("claim")
     evidence = table.loc["controlled_instabilities", "evidence"]
-    assert "cifar10 corrected: corrected gap +6.8 pts with GradAttn top-1 -3.50" in evidence
+    assert "lower (means over runs; gap = ResNet-18 minus GradAttn, top-1 = GradAttn minus ResNet-18): " \
+        "cifar10 corrected: corrected gap +6.8 pts, GradAttn top-1 -3.50" in evidence
     assert "fashionmnist corrected:" not in evidence           # no corrected gap there
 
 

@@ -114,3 +114,23 @@ def test_findings_coverage_counts_full_data_seeds_per_cell(tmp_path):
     assert rows["fashionmnist · paper · imagenet stem"]["resnet18"] == "0/3"
     assert rows["fashionmnist · paper · imagenet stem"]["plain18"] == ""
     assert len(rows) == 9 and len(header) == 10
+
+
+def test_findings_verdicts_judge_each_claim_from_the_committed_runs(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    path = tmp_path / "results.csv"
+    for seed, gain in enumerate((10.0, 12.0, 11.0)):       # GradAttn-LPE +11.0 [+8.52, +13.48] vs ResNet-18
+        for model, top1 in (("resnet18", 64.0 + seed), ("gradattn_lpe", 64.0 + seed + gain)):
+            append_result({"run_key": f"fashionmnist/{model}/paper/seed{seed}", "dataset": "fashionmnist",
+                           "model": model, "model_tag": model, "protocol": "paper", "seed": seed,
+                           "is_sample": False, "epochs": 30, "best_epoch": 20, "top1": top1, "device": "cpu"}, path)
+    lines = updater.findings_verdicts(path).splitlines()
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert len(rows) == 4 and all(len(cells) == 2 for cells in rows.values())
+    fmnist = next(cells for claim, cells in rows.items() if "+11.07" in claim)
+    assert fmnist[0] == "**reproduced**" and "gradattn_lpe +11.00 [+8.52, +13.48], n=3" in fmnist[1]
+    wins = next(cells for claim, cells in rows.items() if "5 of 8" in claim)
+    assert wins[0] == "**not tested here**" and "1 of 1 datasets" in wins[1]
+    assert updater.findings_verdicts(tmp_path / "absent.csv").startswith("_No full-data runs")
