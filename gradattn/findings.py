@@ -138,19 +138,48 @@ def pe_pairs(df):
     """Paired differences (points, matched seeds) between the three positional encodings at equal capacity
     (d=256), each pair, per dataset, protocol and setting. The paper compared one seed each, with a 100x smaller
     No-PE (SPEC 6); this is the check of whether a ranking of encodings exceeds seed noise."""
+    return model_pairs(df, PE_PAIRS)
+
+
+ABLATION_STEPS = (    # (model, baseline, what the difference measures): plain18 -> +5 tapped tokens -> +attention
+    ("resnet18", "plain18", "residual connections"),
+    ("gradattn_mlp", "plain18", "five tapped tokens (MLP head) over global pooling"),
+    ("gradattn_nope", "gradattn_mlp", "attention over the same five tokens"),
+)
+
+
+def ablation_pairs(df):
+    """Paired differences along the ablation ladder of SPEC 7.6: what the residual connections add to the
+    plain backbone, what GradAttn's five tapped tokens add to it (through an MLP), and what attention adds
+    over that MLP (No-PE, d=256). The paper has no ablation; without one, a GradAttn gain cannot be told
+    apart from the gain of tapping five stages at all."""
+    import pandas as pd
+
+    pairs = model_pairs(df, [(model, baseline) for model, baseline, _ in ABLATION_STEPS])
+    if not len(pairs):
+        return pairs
+    adds = {(m, b): what for m, b, what in ABLATION_STEPS}
+    column = [adds[(m, b)] for m, b in zip(pairs["model"], pairs["baseline"])]
+    return pairs.assign(measures=pd.Series(column, index=pairs.index))
+
+
+def model_pairs(df, pairs):
+    """Paired differences (points, matched seeds) of each (model, baseline) in `pairs`, per dataset, protocol
+    and setting; rows only where both models ran with at least one common seed."""
     import pandas as pd
 
     from gradattn import stats
-    pe = df[df["model"].isin(PE_MODELS)] if len(df) else df
-    if not len(pe):
+    models = {m for pair in pairs for m in pair}
+    runs = df[df["model"].isin(models)] if len(df) else df
+    if not len(runs):
         return pd.DataFrame()
-    by = [c for c in PAIR_GROUP if c in pe.columns]
-    tables = [stats.paired_vs_baseline(pe[pe["model"].isin(pair)], baseline=pair[1], by=by) for pair in PE_PAIRS]
+    by = [c for c in PAIR_GROUP if c in runs.columns]
+    tables = [stats.paired_vs_baseline(runs[runs["model"].isin(pair)], baseline=pair[1], by=by) for pair in pairs]
     tables = [t for t in tables if len(t)]
     if not tables:
         return pd.DataFrame()
-    pairs = pd.concat(tables, ignore_index=True).sort_values(by, kind="stable", ignore_index=True)
-    return label_subsets(pairs)
+    table = pd.concat(tables, ignore_index=True).sort_values(by, kind="stable", ignore_index=True)
+    return label_subsets(table)
 
 
 def coverage_table(df, datasets=None, seeds_needed: int = 3):

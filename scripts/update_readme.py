@@ -59,9 +59,10 @@ def _run_details(runs) -> dict:
 
 
 def findings_pairs(path: Path = RESULTS) -> str:
-    """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds) and the
-    cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
-    from gradattn.findings import jpeg_cost_table, paired_table
+    """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds), the
+    ablation ladder (plain18 -> gradattn_mlp -> gradattn_nope, resnet18 vs plain18) and the cost of CIFAR-10's
+    JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
+    from gradattn.findings import ablation_pairs, jpeg_cost_table, paired_table
     from gradattn.results import load_results, sample_mask
 
     df = load_results(path)
@@ -77,6 +78,15 @@ def findings_pairs(path: Path = RESULTS) -> str:
         lines.append(f"| {r['dataset']} | {r['protocol']} | `{r['setting'] or 'paper'}` | {r['model']} | {r['n']} | "
                      f"{r['mean']:+.2f} | {ci} | {gain} | {r['paper gain in our CI']} |")
     out = "\n".join(lines) if len(pairs) else "_No paired runs (a model and ResNet-18 with the same seed) yet._"
+    ablation = ablation_pairs(df[df["variant"].isna()])
+    if len(ablation):
+        out += ("\n\nThe ablation ladder (`findings.ablation_pairs`; the paper has none): what each step adds, paired by "
+                "seed.\n\n| dataset | protocol | setting | model − baseline | what it adds | seeds paired | mean (points) "
+                "| 95 % CI |\n|---|---|---|---|---|---:|---:|---|")
+        for r in ablation.to_dict("records"):
+            ci = "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+            out += (f"\n| {r['dataset']} | {r['protocol']} | `{r['setting'] or 'paper'}` | {r['model']} − "
+                    f"{r['baseline']} | {r['measures']} | {r['n']} | {r['mean']:+.2f} | {ci} |")
     cost = jpeg_cost_table(df)
     if len(cost):
         out += ("\n\nCIFAR-10, the same 4,000 training images lossless vs JPEG re-encoded (test top-1 %):\n\n"

@@ -259,3 +259,21 @@ def test_pe_pairs_gives_every_pair_of_encodings_matched_on_seed():
     assert pairs.loc[("gradattn_rope", "gradattn_nope"), "n"] == 2            # RoPE's seed 2 has no partner
     assert pairs.loc[("gradattn_rope", "gradattn_lpe"), "mean"] == pytest.approx(1.5)
     assert pe_pairs(df[df["model"] == "gradattn_lpe"]).empty
+
+
+def test_ablation_pairs_walk_from_plain18_to_attention_on_matched_seeds():
+    from gradattn.findings import ablation_pairs
+    top1 = {"plain18": [80, 82, 81], "resnet18": [85, 86, 88], "gradattn_mlp": [83, 83, 84],
+            "gradattn_nope": [84, 85, 84], "gradattn_lpe": [90, 90, 90]}
+    df = pd.DataFrame([("fashionmnist", model, "corrected", seed, value) for model, values in top1.items()
+                       for seed, value in enumerate(values)], columns=["dataset", "model", "protocol", "seed", "top1"])
+    pairs = ablation_pairs(df).set_index(["model", "baseline"])
+    assert sorted(pairs.index) == [("gradattn_mlp", "plain18"), ("gradattn_nope", "gradattn_mlp"),
+                                   ("resnet18", "plain18")]                  # LPE is not on the ladder
+    assert pairs.loc[("resnet18", "plain18"), "mean"] == pytest.approx(16 / 3)
+    assert pairs.loc[("gradattn_mlp", "plain18"), "mean"] == pytest.approx(7 / 3)
+    assert pairs.loc[("gradattn_nope", "gradattn_mlp"), "mean"] == pytest.approx(1.0)
+    assert pairs.loc[("gradattn_nope", "gradattn_mlp"), "measures"] == "attention over the same five tokens"
+    assert (pairs["n"] == 3).all()
+    assert ablation_pairs(df[df["model"] != "plain18"]).index.tolist() == [0]     # only attention vs MLP
+    assert ablation_pairs(df[df["model"] == "gradattn_lpe"]).empty

@@ -134,3 +134,22 @@ def test_findings_verdicts_judge_each_claim_from_the_committed_runs(tmp_path):
     wins = next(cells for claim, cells in rows.items() if "5 of 8" in claim)
     assert wins[0] == "**not tested here**" and "1 of 1 datasets" in wins[1]
     assert updater.findings_verdicts(tmp_path / "absent.csv").startswith("_No full-data runs")
+
+
+def test_findings_pairs_list_the_ablation_ladder_when_its_models_ran(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    path = tmp_path / "results.csv"
+    for seed in (0, 1):
+        for model, top1 in (("resnet18", 88.0 + seed), ("plain18", 85.0), ("gradattn_mlp", 86.0 + 2 * seed)):
+            append_result({"run_key": f"fashionmnist/{model}-e8/corrected/seed{seed}", "dataset": "fashionmnist",
+                           "model": model, "model_tag": f"{model}-e8", "protocol": "corrected", "seed": seed,
+                           "is_sample": False, "epochs": 8, "best_epoch": 8, "top1": top1, "device": "cpu"}, path)
+    text = updater.findings_pairs(path)
+    rows = [line for line in text.splitlines() if " − plain18 |" in line]
+    assert len(rows) == 2
+    cells = {line.split("|")[4].strip(): [c.strip() for c in line.strip("|").split("|")] for line in rows}
+    assert cells["resnet18 − plain18"][4:7] == ["residual connections", "2", "+3.50"]
+    assert cells["gradattn_mlp − plain18"][4:7] == ["five tapped tokens (MLP head) over global pooling", "2", "+2.00"]
+    assert "gradattn_nope − gradattn_mlp" not in text            # No-PE did not run: that step is left out
