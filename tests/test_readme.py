@@ -153,3 +153,17 @@ def test_findings_pairs_list_the_ablation_ladder_when_its_models_ran(tmp_path):
     assert cells["resnet18 − plain18"][4:7] == ["residual connections", "2", "+3.50"]
     assert cells["gradattn_mlp − plain18"][4:7] == ["five tapped tokens (MLP head) over global pooling", "2", "+2.00"]
     assert "gradattn_nope − gradattn_mlp" not in text            # No-PE did not run: that step is left out
+
+
+def test_relative_links_in_the_docs_point_at_files_that_exist():
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+    broken = []
+    for page in (p for p in pages if p.exists()):
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue                                           # a URL or an anchor on the same page
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert not broken, f"links to missing files: {broken}"
