@@ -21,15 +21,25 @@ def paper_cell(published: float | None, variant: str | None) -> str:
     return "" if published is None or pd.isna(published) else f"{published:.2f}"
 
 
+def _full_runs(path: Path):
+    """The committed runs on real data: results/results.csv without the embedded sample's rows."""
+    from gradattn.results import load_results, sample_mask
+
+    df = load_results(path)
+    return df[~sample_mask(df)]
+
+
+def _paired_ci(r) -> str:
+    return "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+
+
 def findings_table(path: Path = RESULTS) -> str:
     """Markdown table of the committed runs (results/results.csv): `findings.results_beside_paper` (seeds
     grouped, mean ± 95 % CI and std beside the paper, whether the paper lies within it) plus the README's own
     columns: each run's epochs (best epoch), health scores and device."""
     from gradattn.findings import results_beside_paper
-    from gradattn.results import load_results, sample_mask
 
-    df = load_results(path)
-    df = df[~sample_mask(df)]
+    df = _full_runs(path)
     if df.empty:
         return "_No full-data runs committed yet (`results/results.csv`)._"
     key = ["data", "model", "setting", "protocol"]
@@ -63,17 +73,15 @@ def findings_pairs(path: Path = RESULTS) -> str:
     ablation ladder (plain18 -> gradattn_mlp -> gradattn_nope, resnet18 vs plain18) and the cost of CIFAR-10's
     JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
     from gradattn.findings import ablation_pairs, jpeg_cost_table, paired_table
-    from gradattn.results import load_results, sample_mask
 
-    df = load_results(path)
-    df = df[~sample_mask(df)]
+    df = _full_runs(path)
     if df.empty:
         return "_No full-data runs committed yet (`results/results.csv`)._"
     pairs = paired_table(df[df["variant"].isna()], baseline="resnet18", beside_paper=True)
     lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI "
              "| paper's difference | paper's in our CI |", "|---|---|---|---|---:|---:|---|---:|---|"]
     for r in pairs.to_dict("records") if len(pairs) else []:
-        ci = "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+        ci = _paired_ci(r)
         gain = "" if r["paper gain"] is None or pd.isna(r["paper gain"]) else f"{r['paper gain']:+.2f}"
         lines.append(f"| {r['dataset']} | {r['protocol']} | `{r['setting'] or 'paper'}` | {r['model']} | {r['n']} | "
                      f"{r['mean']:+.2f} | {ci} | {gain} | {r['paper gain in our CI']} |")
@@ -84,7 +92,7 @@ def findings_pairs(path: Path = RESULTS) -> str:
                 "seed.\n\n| dataset | protocol | setting | model − baseline | what it adds | seeds paired | mean (points) "
                 "| 95 % CI |\n|---|---|---|---|---|---:|---:|---|")
         for r in ablation.to_dict("records"):
-            ci = "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+            ci = _paired_ci(r)
             out += (f"\n| {r['dataset']} | {r['protocol']} | `{r['setting'] or 'paper'}` | {r['model']} − "
                     f"{r['baseline']} | {r['measures']} | {r['n']} | {r['mean']:+.2f} | {ci} |")
     cost = jpeg_cost_table(df)
@@ -103,10 +111,8 @@ def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:
     """Markdown: how many seeds of each cell of the reproduction grid (gradattn.profiles.reproduction_grid)
     the committed runs cover, in any setting (e.g. 8 epochs)."""
     from gradattn.findings import coverage_matrix, coverage_table
-    from gradattn.results import load_results, sample_mask
 
-    df = load_results(path)
-    coverage = coverage_table(df[~sample_mask(df)], seeds_needed=seeds_needed)
+    coverage = coverage_table(_full_runs(path), seeds_needed=seeds_needed)
     matrix = coverage_matrix(coverage, seeds_needed)
     complete = int((coverage["missing"] == 0).sum())
     lines = [f"{complete} of {len(coverage)} cells have {seeds_needed} seeds (blank: not part of the grid).", "",
@@ -120,10 +126,8 @@ def findings_verdicts(path: Path = RESULTS) -> str:
     """Markdown: the verdict on each claim of the paper's abstract (`findings.claim_verdicts`, the table of
     05_results) from the committed runs, with its evidence; 05_results also says how each verdict is decided."""
     from gradattn.findings import claim_verdicts
-    from gradattn.results import load_results, sample_mask
 
-    df = load_results(path)
-    df = df[~sample_mask(df)]
+    df = _full_runs(path)
     if df.empty:
         return "_No full-data runs committed yet (`results/results.csv`)._"
     lines = ["| the paper's claim | verdict here | evidence |", "|---|---|---|"]
