@@ -753,6 +753,11 @@ def _same_run(run_dir: Path, cfg: TrainConfig) -> bool:
     return recorded.identity() == cfg.identity()
 
 
+def is_finished(cfg: TrainConfig) -> bool:
+    """True when cfg's run dir holds a finished run of this exact configuration."""
+    return _same_run(cfg.run_dir, cfg) and (cfg.run_dir / "metrics.json").exists()
+
+
 def _clear_run_dir(run_dir: Path) -> None:
     for name in ("checkpoint.pt", "metrics.json", "gradflow.json", "history.csv", "config.json", "gradnorms.csv"):
         with contextlib.suppress(FileNotFoundError):
@@ -772,7 +777,7 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     check_model_name(cfg.model, cfg.model_options)
     run_dir = cfg.run_dir
     results_path = Path(cfg.out_dir) / "results.csv"
-    if _same_run(run_dir, cfg) and (run_dir / "metrics.json").exists():
+    if is_finished(cfg):
         metrics = read_json(run_dir / "metrics.json")
         append_result(metrics_to_row(metrics), results_path)
         return {**metrics, "run_dir": str(run_dir), "skipped": True}
@@ -839,25 +844,32 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
 
 def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
           skip_missing: bool = False, on_result=None, shard: tuple[int, int] = (0, 1)) -> list[dict]:
-    """Run the grid datasets x models x protocols x stems x seeds (None: base_cfg's value).
+    """Run the grid seeds x datasets x models x protocols x stems (None: base_cfg's value).
 
     Finished runs are skipped, interrupted ones resume. With `skip_missing`, a dataset that is not on
     disk is reported ({"dataset", "skipped_missing": message}) instead of stopping the sweep.
     `on_result(result)` is called as each run ends (the CLI prints a line).
+    Seeds are the outer loop, so a sweep cut short (a GPU call's budget) leaves whole seeds of every
+    model rather than every seed of the first models.
     `shard=(k, n)` runs only every n-th configuration starting at k: n processes with k = 0..n-1 share
-    one GPU (small models leave most of an H100 idle) and together run the grid exactly once."""
+    one GPU (small models leave most of an H100 idle) and together run the grid exactly once. Finished
+    and unfinished runs are dealt out separately, so a repeated sweep spreads the remaining work evenly
+    over the shards; start all shards together, from the same output folder."""
     from gradattn.data.errors import DatasetNotFoundError
 
     index, count = shard
     if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 0 <= index < count):
         raise ConfigError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
     grid = [dataclasses.replace(base_cfg, dataset=d, model=m, protocol=p, stem=st, seed=s)
+            for s in (seeds if seeds is not None else [base_cfg.seed])
             for d in (datasets or [base_cfg.dataset]) for m in (models or [base_cfg.model])
-            for p in (protocols or [base_cfg.protocol]) for st in (stems or [base_cfg.stem])
-            for s in (seeds if seeds is not None else [base_cfg.seed])]
-    grid = grid[index::count]
+            for p in (protocols or [base_cfg.protocol]) for st in (stems or [base_cfg.stem])]
     for cfg in grid:
         check_model_name(cfg.model, cfg.model_options)
+    done = [is_finished(cfg) for cfg in grid]
+    finished = [cfg for cfg, d in zip(grid, done) if d]
+    pending = [cfg for cfg, d in zip(grid, done) if not d]
+    grid = finished[index::count] + pending[index::count]
     results, missing = [], {}
     for cfg in grid:
         if cfg.dataset in missing:

@@ -17,7 +17,9 @@
 #
 # JOBS (default 6) sweep processes share the GPU, each running every JOBS-th configuration
 # (`gradattn sweep --shard k/JOBS`). Runs already finished under outputs/gpu (carry it back in later calls)
-# are skipped; a run cut by the budget is left unfinished and starts afresh next time.
+# are skipped; a run cut by the budget is left unfinished and starts afresh next time. The sweep runs seed by
+# seed, so a cut stage leaves whole seeds of every model. MODELS=a,b,... replaces a stage's model list
+# (to fit a short call: the paper's GradAttn variants and ResNet-18 first, say).
 set -uo pipefail
 stages=${1:?usage: bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]}
 budget=${2:-500}
@@ -57,6 +59,7 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
 
 paper7=resnet18,gradattn_nope_d32,gradattn_nope,gradattn_lpe,gradattn_rope,se_resnet18,cbam_resnet18
 all9=$paper7,plain18,gradattn_mlp
+if [[ -n ${MODELS:-} ]]; then paper7=$MODELS; all9=$MODELS; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/logs/nvidia-smi.csv" 2>&1
 cat "$runs/logs/nvidia-smi.csv"
 

@@ -173,6 +173,17 @@ def test_fashionmnist_verdict_names_the_setting_its_runs_depart_in():
     assert "depart from the paper's settings (e8)" in row["why"]
 
 
+def test_fashionmnist_verdict_prefers_runs_at_the_papers_settings_over_a_shorter_budget():
+    short = runs(fmnist("paper", [64.0, 65.0, 63.5], [75.0, 76.5, 74.2])).assign(setting="e8")
+    own = runs(fmnist("paper", [64.0, 65.0, 63.5], [65.0, 66.1, 64.0])).assign(setting="")
+    row = claim_verdicts(pd.concat([short, own]), "paper").set_index("claim").loc["fmnist_plus_11_07"]
+    assert row["verdict"] == "not reproduced"
+    assert "paper: gradattn_lpe +0.87" in row["evidence"] and "paper (e8): gradattn_lpe +11.07" in row["evidence"]
+    assert "depart" not in row["why"]
+    only_one_seed_at_own = pd.concat([short, own[own["seed"] == 0]])
+    assert verdicts(only_one_seed_at_own)["fmnist_plus_11_07"] == "reproduced"
+
+
 def test_fashionmnist_claim_with_an_interval_holding_zero_and_the_claim_is_inconclusive():
     # seed 0 favours GradAttn by 6.7 points, seed 1 by nothing: with 2 seeds the interval is enormous
     v = verdicts(runs(fmnist("paper", [67.46, 60.87], [74.19, 60.58], seeds=(0, 1))))

@@ -464,6 +464,39 @@ def test_shards_of_a_sweep_run_the_grid_exactly_once(monkeypatch):
             train.sweep(TrainConfig(), shard=bad, **grid)
 
 
+def test_a_sweep_runs_seed_by_seed_and_shares_only_the_unfinished_runs_between_shards(monkeypatch):
+    import gradattn.train as train
+
+    ran = []
+    monkeypatch.setattr(train, "run_experiment", lambda cfg: ran.append((cfg.seed, cfg.model)) or {})
+    grid = dict(models=["resnet18", "gradattn_lpe", "gradattn_rope"], seeds=[0, 1, 2])
+    train.sweep(TrainConfig(), **grid)
+    assert ran == [(s, m) for s in (0, 1, 2) for m in grid["models"]]
+
+    finished = {(0, "resnet18"), (0, "gradattn_lpe"), (0, "gradattn_rope"), (1, "resnet18")}
+    monkeypatch.setattr(train, "is_finished", lambda cfg: (cfg.seed, cfg.model) in finished)
+    per_shard = []
+    for k in range(3):
+        ran.clear()
+        train.sweep(TrainConfig(), shard=(k, 3), **grid)
+        per_shard.append([run for run in ran if run not in finished])
+    assert [len(runs) for runs in per_shard] == [2, 2, 1]
+    assert sorted(sum(per_shard, [])) == sorted(set((s, m) for s in (0, 1, 2) for m in grid["models"]) - finished)
+
+
+def test_is_finished_needs_the_same_config_and_its_metrics(tmp_path):
+    from gradattn.train import is_finished, write_json
+
+    cfg = TrainConfig(out_dir=str(tmp_path))
+    assert not is_finished(cfg)
+    write_json(cfg.run_dir / "config.json", cfg.to_dict())
+    assert not is_finished(cfg)
+    write_json(cfg.run_dir / "metrics.json", {"test": {"accuracy": 0.5}})
+    assert is_finished(cfg)
+    write_json(cfg.run_dir / "config.json", {**cfg.to_dict(), "lr": cfg.lr * 2})
+    assert not is_finished(cfg)
+
+
 def test_cli_shard_option_is_parsed_and_checked(capsys):
     from gradattn.cli import build_parser
 
