@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--stems", type=_comma_list, help="comma list of imagenet,cifar")
     sweep.add_argument("--skip-missing", action="store_true",
                        help="report datasets that are not on disk instead of stopping")
+    sweep.add_argument("--keep-going", action="store_true",
+                       help="when a run fails, print its traceback and go on with the next; exit 1 at the end")
     sweep.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                        help="run only configurations K, K+N, K+2N, ... of the grid (0 <= K < N): start N "
                             "processes with K = 0..N-1 to share one GPU (default 0/1: all)")
@@ -190,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe(result: dict) -> str:
     if result.get("skipped_missing"):
         return f"{result['dataset']}: absent, skipped"
+    if result.get("failed"):
+        return f"{result['run_key']}: FAILED ({result['failed']}); the sweep went on"
     if not result.get("finished", True):
         return f"{result['run_key']}: stopped after {result['epochs_run']} epochs (resumable)"
     test = result.get("test", {})
@@ -230,8 +234,12 @@ def _run_sweep(args) -> int:
         if getattr(args, name):
             grid[name] = getattr(args, name)
     grid = {name: list(values) for name, values in grid.items()}
-    sweep(base, skip_missing=args.skip_missing, on_result=lambda result: print(_describe(result), flush=True),
-          shard=args.shard, **grid)
+    results = sweep(base, skip_missing=args.skip_missing, shard=args.shard, keep_going=args.keep_going,
+                    on_result=lambda result: print(_describe(result), flush=True), **grid)
+    failed = [r["run_key"] for r in results if r.get("failed")]
+    if failed:
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -32,6 +32,7 @@ import os
 import random
 import subprocess
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,11 +321,13 @@ def _rng_states() -> dict:
 
 
 def _set_rng_states(states: dict) -> None:
+    """Restore what _rng_states saved. A checkpoint loaded with map_location="cuda" holds the generator
+    states as CUDA tensors; torch only accepts CPU ByteTensors for them."""
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
+    torch.set_rng_state(states["torch"].cpu())
     if states.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 def _autocast(device: torch.device):
@@ -843,12 +846,15 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
 
 
 def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
-          skip_missing: bool = False, on_result=None, shard: tuple[int, int] = (0, 1)) -> list[dict]:
+          skip_missing: bool = False, on_result=None, shard: tuple[int, int] = (0, 1),
+          keep_going: bool = False) -> list[dict]:
     """Run the grid seeds x datasets x models x protocols x stems (None: base_cfg's value).
 
     Finished runs are skipped, interrupted ones resume. With `skip_missing`, a dataset that is not on
     disk is reported ({"dataset", "skipped_missing": message}) instead of stopping the sweep.
-    `on_result(result)` is called as each run ends (the CLI prints a line).
+    `on_result(result)` is called as each run ends (the CLI prints a line). With `keep_going`, a run that
+    raises is reported ({"run_key", "failed": "Type: message"}) and the sweep goes on to the next one, so
+    one broken run does not cost a budgeted GPU call every run queued behind it.
     Seeds are the outer loop, so a sweep cut short (a GPU call's budget) leaves whole seeds of every
     model rather than every seed of the first models.
     `shard=(k, n)` runs only every n-th configuration starting at k: n processes with k = 0..n-1 share
@@ -881,6 +887,11 @@ def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, see
                 raise
             missing[cfg.dataset] = str(err)
             result = {"dataset": cfg.dataset, "skipped_missing": str(err)}
+        except Exception as err:
+            if not keep_going:
+                raise
+            traceback.print_exc()
+            result = {"run_key": cfg.run_key, "failed": f"{type(err).__name__}: {err}"}
         results.append(result)
         if on_result is not None:
             on_result(result)

@@ -51,7 +51,7 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
     echo "[$(date +%T)] sweep $* (jobs $jobs, ${t}s left)"
     for k in $(seq 0 $((jobs - 1))); do
         timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${extra[@]}" --device "$device" --out "$runs" \
-            --no-progress --shard "$k/$jobs" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
+            --no-progress --keep-going --shard "$k/$jobs" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
     done
     wait
     grep -h "test top-1" "$runs"/logs/"$stage"-shard*.log | sort | tail -n 80
@@ -62,6 +62,10 @@ all9=$paper7,plain18,gradattn_mlp
 if [[ -n ${MODELS:-} ]]; then paper7=$MODELS; all9=$MODELS; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/logs/nvidia-smi.csv" 2>&1
 cat "$runs/logs/nvidia-smi.csv"
+
+if [[ $device == cuda && $stages != bench ]]; then   # the CUDA-only checks of training (resume on the GPU), ~20 s
+    $py -m pytest -q -p no:cacheprovider tests/test_train.py -k cuda 2>&1 | tail -n 5 | tee "$out/cuda-tests.log"
+fi
 
 for stage in ${stages//,/ }; do
 case "$stage" in
@@ -92,6 +96,7 @@ esac
 done
 
 # One archive back: everything but checkpoints (a finished run's is ~45 MB, an unfinished one's more).
-tar czf "$out/${stages//,/+}.tar.gz" --exclude=checkpoint.pt --exclude='.*.tmp' outputs/gpu outputs/bench 2>/dev/null
+# Its name may hold only letters, digits, '.', '_' and '-', or the device tool leaves it behind.
+tar czf "$out/${stages//,/_}.tar.gz" --exclude=checkpoint.pt --exclude='.*.tmp' outputs/gpu outputs/bench 2>/dev/null
 echo "[$(date +%T)] $stages done in $((SECONDS - start)) s; $(ls "$runs"/runs/*/*/*/*/metrics.json 2>/dev/null | wc -l) finished runs under $runs"
 ls -la "$out"

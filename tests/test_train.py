@@ -497,6 +497,47 @@ def test_is_finished_needs_the_same_config_and_its_metrics(tmp_path):
     assert not is_finished(cfg)
 
 
+def test_keep_going_reports_a_failed_run_and_runs_the_rest(monkeypatch, capsys):
+    import gradattn.train as train
+    from gradattn.cli import main
+
+    ran = []
+
+    def run_experiment(cfg):
+        if cfg.model == "gradattn_lpe" and cfg.seed == 0:
+            raise TypeError("RNG state must be a torch.ByteTensor")
+        ran.append((cfg.seed, cfg.model))
+        return {"run_key": cfg.run_key, "skipped_missing": None, "finished": False, "epochs_run": 1}
+
+    monkeypatch.setattr(train, "run_experiment", run_experiment)
+    grid = dict(models=["resnet18", "gradattn_lpe"], seeds=[0, 1])
+    with pytest.raises(TypeError, match="ByteTensor"):
+        train.sweep(TrainConfig(), **grid)
+    ran.clear()
+    results = train.sweep(TrainConfig(), keep_going=True, **grid)
+    assert ran == [(0, "resnet18"), (1, "resnet18"), (1, "gradattn_lpe")]
+    assert [r["failed"] for r in results if r.get("failed")] == ["TypeError: RNG state must be a torch.ByteTensor"]
+
+    ran.clear()
+    code = main(["sweep", "--models", "resnet18,gradattn_lpe", "--seeds", "0,1", "--keep-going", "--sample"])
+    out, err = capsys.readouterr()
+    assert code == 1 and len(ran) == 3
+    assert "gradattn_lpe" in err and "1 run(s) failed" in err and "FAILED (TypeError" in out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: a checkpoint loaded onto the GPU")
+def test_run_experiment_resumes_an_interrupted_run_on_cuda(tmp_path):
+    from gradattn.train import run_experiment
+
+    cfg = TrainConfig(dataset="fashionmnist", model="gradattn_lpe", protocol="corrected", sample=True, epochs=2,
+                      max_train_samples=256, gradflow_batches=0, out_dir=str(tmp_path), progress=False,
+                      device="cuda")
+    partial = run_experiment(cfg, max_epochs_this_call=1)
+    assert partial["finished"] is False
+    done = run_experiment(cfg)
+    assert done["epochs_run"] == 2 and not done["skipped"]
+
+
 def test_cli_shard_option_is_parsed_and_checked(capsys):
     from gradattn.cli import build_parser
 
