@@ -186,7 +186,9 @@ def coverage_table(df, datasets=None, seeds_needed: int = 3):
     """How much of the reproduction grid (gradattn.profiles.reproduction_grid) the runs in `df` cover.
 
     One row per cell (dataset, protocol, stem, model): the seeds finished in each setting (e.g. "e8: 3",
-    8-epoch runs) and `missing`, the seeds the best-covered setting still lacks to reach `seeds_needed`.
+    8-epoch runs), `seeds` in the best-covered setting and `missing`, what it still lacks to reach
+    `seeds_needed`, and `paper settings`, the seeds run at the paper's own settings (its epoch budget; the
+    stem is part of the cell), which is what the GPU sessions aim at.
     Runs on a dataset variant (CIFAR-10's 4,000-image subsets) train on other data and do not count."""
     import pandas as pd
 
@@ -203,16 +205,22 @@ def coverage_table(df, datasets=None, seeds_needed: int = 3):
     for cell in reproduction_grid(datasets or OFFLINE_DATASETS):
         done = seeds.get(tuple(cell.values()), {})
         best = max((len(s) for s in done.values()), default=0)
-        rows.append({**cell, "seeds": best, "missing": max(0, seeds_needed - best),
+        own = set().union(*(s for st, s in done.items() if _without_stem(st) == ""))
+        rows.append({**cell, "seeds": best, "missing": max(0, seeds_needed - best), "paper settings": len(own),
                      "runs (setting: seeds)": "; ".join(f"{st or 'paper settings'}: {len(s)}"
                                                         for st, s in sorted(done.items()))})
     return pd.DataFrame(rows)
 
 
-def coverage_matrix(coverage, seeds_needed: int = 3):
-    """coverage_table as (dataset · protocol · stem) x models: "k/3" seeds per cell, blank outside the grid."""
+def _without_stem(setting: str) -> str:
+    return "-".join(part for part in str(setting).split("-") if part and part != "cifarstem")
+
+
+def coverage_matrix(coverage, seeds_needed: int = 3, column: str = "seeds"):
+    """coverage_table as (dataset · protocol · stem) x models: "k/3" seeds per cell (`column`: "seeds", the
+    best-covered setting, or "paper settings"), blank outside the grid."""
     rows = coverage["dataset"] + " · " + coverage["protocol"] + " · " + coverage["stem"] + " stem"
-    cells = coverage.assign(cell_row=rows, cell=[f"{k}/{seeds_needed}" for k in coverage["seeds"]])
+    cells = coverage.assign(cell_row=rows, cell=[f"{k}/{seeds_needed}" for k in coverage[column]])
     matrix = cells.pivot(index="cell_row", columns="model", values="cell")
     matrix = matrix.reindex(index=list(dict.fromkeys(rows)), columns=list(dict.fromkeys(coverage["model"])))
     matrix.index.name, matrix.columns.name = "dataset · protocol · stem", None

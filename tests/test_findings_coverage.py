@@ -57,3 +57,18 @@ def test_matrix_marks_cells_outside_the_grid_blank():
     assert matrix.loc["fashionmnist · paper · imagenet stem", "plain18"] == ""
     assert matrix.loc["fashionmnist · corrected · cifar stem", "plain18"] == "0/3"
     assert matrix.shape == (3, len(PAPER_MODELS) + len(ABLATION_MODELS))
+
+
+def test_seeds_at_the_papers_own_settings_are_counted_apart_from_shorter_budgets():
+    df = runs([("cifar10", "resnet18", "resnet18-e8", "paper", "imagenet", None, s) for s in (0, 1, 2)]
+              + [("cifar10", "resnet18", "resnet18", "paper", "imagenet", None, 0)]
+              + [("cifar10", "gradattn_lpe", "gradattn_lpe-cifarstem", "corrected", "cifar", None, s) for s in (0, 1)]
+              + [("cifar10", "gradattn_lpe", "gradattn_lpe-cifarstem-e8", "corrected", "cifar", None, 2)])
+    table = coverage_table(df, datasets=("cifar10",))
+    r18 = cell(table, protocol="paper", stem="imagenet", model="resnet18")
+    assert (r18["seeds"], r18["paper settings"]) == (3, 1)
+    lpe = cell(table, protocol="corrected", stem="cifar", model="gradattn_lpe")     # the stem is the cell's own
+    assert (lpe["seeds"], lpe["paper settings"]) == (2, 2)
+    own = coverage_matrix(table, column="paper settings")
+    assert own.loc["cifar10 · paper · imagenet stem", "resnet18"] == "1/3"
+    assert coverage_matrix(table).loc["cifar10 · paper · imagenet stem", "resnet18"] == "3/3"

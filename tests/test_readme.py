@@ -105,8 +105,10 @@ def test_findings_coverage_counts_full_data_seeds_per_cell(tmp_path):
     append_result({"run_key": "fashionmnist/resnet18/paper/seed0", "dataset": "fashionmnist", "model": "resnet18",
                    "model_tag": "resnet18", "protocol": "paper", "stem": "imagenet", "seed": 0, "is_sample": True,
                    "top1": 60.0}, path)                                   # the embedded sample does not count
-    lines = updater.findings_coverage(path).splitlines()
-    assert lines[0].startswith("1 of 75 cells have 3 seeds")
+    best, own = updater.findings_coverage(path).split("\n\n**")
+    lines = best.splitlines()
+    assert "best-covered setting" in lines[0] and "1 of 75 cells have 3 seeds" in lines[0]
+    assert "paper's own settings" in own.splitlines()[0] and "0 of 75 cells have 3 seeds" in own.splitlines()[0]
     header = [c.strip() for c in lines[2].strip("|").split("|")]
     rows = {cells[0]: dict(zip(header, cells)) for cells in
             ([c.strip() for c in line.strip("|").split("|")] for line in lines[4:])}
@@ -114,6 +116,8 @@ def test_findings_coverage_counts_full_data_seeds_per_cell(tmp_path):
     assert rows["fashionmnist · paper · imagenet stem"]["resnet18"] == "0/3"
     assert rows["fashionmnist · paper · imagenet stem"]["plain18"] == ""
     assert len(rows) == 9 and len(header) == 10
+    own_rows = [line for line in own.splitlines() if line.startswith("| cifar10 · paper")]
+    assert own_rows[0].split("|")[2].strip() == "0/3"                   # 8-epoch runs are not the paper's budget
 
 
 def test_findings_verdicts_judge_each_claim_from_the_committed_runs(tmp_path):
