@@ -33,6 +33,11 @@ def _paired_ci(r) -> str:
     return "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
 
 
+def _setting_cell(setting: str) -> str:
+    """A run's setting in a table: `e8` and the like, or "paper's" where the run kept all the paper's settings."""
+    return f"`{setting}`" if setting else "paper's"
+
+
 def findings_table(path: Path = RESULTS) -> str:
     """Markdown table of the committed runs (results/results.csv): `findings.results_beside_paper` (seeds
     grouped, mean ± 95 % CI and std beside the paper, whether the paper lies within it) plus the README's own
@@ -83,7 +88,7 @@ def findings_pairs(path: Path = RESULTS) -> str:
     for r in pairs.to_dict("records") if len(pairs) else []:
         ci = _paired_ci(r)
         gain = "" if r["paper gain"] is None or pd.isna(r["paper gain"]) else f"{r['paper gain']:+.2f}"
-        lines.append(f"| {r['dataset']} | {r['protocol']} | `{r['setting'] or 'paper'}` | {r['model']} | {r['n']} | "
+        lines.append(f"| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | {r['n']} | "
                      f"{r['mean']:+.2f} | {ci} | {gain} | {r['paper gain in our CI']} |")
     out = "\n".join(lines) if len(pairs) else "_No paired runs (a model and ResNet-18 with the same seed) yet._"
     ablation = ablation_pairs(df[df["variant"].isna()])
@@ -93,7 +98,7 @@ def findings_pairs(path: Path = RESULTS) -> str:
                 "| 95 % CI |\n|---|---|---|---|---|---:|---:|---|")
         for r in ablation.to_dict("records"):
             ci = _paired_ci(r)
-            out += (f"\n| {r['dataset']} | {r['protocol']} | `{r['setting'] or 'paper'}` | {r['model']} − "
+            out += (f"\n| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} − "
                     f"{r['baseline']} | {r['measures']} | {r['n']} | {r['mean']:+.2f} | {ci} |")
     cost = jpeg_cost_table(df)
     if len(cost):
@@ -102,7 +107,7 @@ def findings_pairs(path: Path = RESULTS) -> str:
         for r in cost.to_dict("records"):
             diff = r.get("lossless − JPEG (points)")
             ci = ("n/a" if diff is None or pd.isna(r.get("ci_low")) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]")
-            out += (f"\n| {r['model']} | `{r['setting'] or 'paper'}` | {r['lossless4000 top-1']} | {r['jpeg4000 top-1']} | "
+            out += (f"\n| {r['model']} | {_setting_cell(r['setting'])} | {r['lossless4000 top-1']} | {r['jpeg4000 top-1']} | "
                     f"{'' if diff is None else f'{diff:+.2f}'} | {ci} |")
     return out
 
