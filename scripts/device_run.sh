@@ -17,7 +17,8 @@
 #
 # JOBS (default 6) sweep processes share the GPU, each running every JOBS-th configuration
 # (`gradattn sweep --shard k/JOBS`). Runs already finished under outputs/gpu (carry it back in later calls)
-# are skipped; a run cut by the budget is left unfinished and starts afresh next time. The sweep runs seed by
+# are skipped; a run cut by the budget is left unfinished and starts afresh next time (it resumes from its
+# checkpoint when the next call comes within 30 s and finds the machine still warm). The sweep runs seed by
 # seed, so a cut stage leaves whole seeds of every model. MODELS=a,b,... replaces a stage's model list
 # (to fit a short call: the paper's GradAttn variants and ResNet-18 first, say).
 set -uo pipefail
@@ -54,7 +55,7 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
             --no-progress --keep-going --shard "$k/$jobs" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
     done
     wait
-    grep -h "test top-1" "$runs"/logs/"$stage"-shard*.log | sort | tail -n 80
+    grep -h -e "test top-1" -e "FAILED" "$runs"/logs/"$stage"-shard*.log | sort | tail -n 80
 }
 
 paper7=resnet18,gradattn_nope_d32,gradattn_nope,gradattn_lpe,gradattn_rope,se_resnet18,cbam_resnet18
