@@ -194,6 +194,7 @@ def coverage_table(df, datasets=None, seeds_needed: int = 3):
 
     from gradattn.profiles import OFFLINE_DATASETS, reproduction_grid
     from gradattn.results import run_setting
+    from gradattn.train import TrainConfig
     runs = df[df["variant"].isna() | df["variant"].astype(str).eq("")] if "variant" in df else df
     seeds: dict[tuple, dict[str, set]] = {}
     for r in runs.to_dict("records"):
@@ -205,15 +206,12 @@ def coverage_table(df, datasets=None, seeds_needed: int = 3):
     for cell in reproduction_grid(datasets or OFFLINE_DATASETS):
         done = seeds.get(tuple(cell.values()), {})
         best = max((len(s) for s in done.values()), default=0)
-        own = set().union(*(s for st, s in done.items() if _without_stem(st) == ""))
+        own_setting = run_setting(cell["model"], TrainConfig(**cell).model_tag)   # "" or e.g. "cifarstem"
+        own = done.get(own_setting, set())
         rows.append({**cell, "seeds": best, "missing": max(0, seeds_needed - best), "paper settings": len(own),
                      "runs (setting: seeds)": "; ".join(f"{st or 'paper settings'}: {len(s)}"
                                                         for st, s in sorted(done.items()))})
     return pd.DataFrame(rows)
-
-
-def _without_stem(setting: str) -> str:
-    return "-".join(part for part in str(setting).split("-") if part and part != "cifarstem")
 
 
 def coverage_matrix(coverage, seeds_needed: int = 3, column: str = "seeds"):

@@ -118,18 +118,18 @@ def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:
     from gradattn.findings import coverage_matrix, coverage_table
 
     coverage = coverage_table(_full_runs(path), seeds_needed=seeds_needed)
-    lines = []
-    for column, title in (("seeds", "in the best-covered setting (e.g. 8 epochs on a CPU)"),
-                          ("paper settings", "at the paper's own settings (its epoch budget: the GPU runs)")):
+    blocks = []
+    for column, title in (("seeds", "In the best-covered setting (e.g. 8 epochs on a CPU)"),
+                          ("paper settings", "At the paper's own settings (its epoch budget: the GPU runs)")):
         matrix = coverage_matrix(coverage, seeds_needed, column)
         complete = int((coverage[column] >= seeds_needed).sum())
-        lines += [f"**{title[0].upper() + title[1:]}**: {complete} of {len(coverage)} cells have {seeds_needed} "
-                  "seeds (blank: not part of the grid).", "",
-                  "| " + " | ".join([matrix.index.name, *matrix.columns]) + " |",
-                  "|---|" + "---:|" * len(matrix.columns)]
+        lines = [f"**{title}**: {complete} of {len(coverage)} cells have {seeds_needed} seeds (blank: not part of "
+                 "the grid).", "",
+                 "| " + " | ".join([matrix.index.name, *matrix.columns]) + " |",
+                 "|---|" + "---:|" * len(matrix.columns)]
         lines += ["| " + " | ".join([name, *row]) + " |" for name, row in zip(matrix.index, matrix.values.tolist())]
-        lines.append("")
-    return "\n".join(lines[:-1])
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def findings_verdicts(path: Path = RESULTS) -> str:
