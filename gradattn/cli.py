@@ -1,4 +1,4 @@
-"""Command line: ``python -m gradattn {models,data,train,sweep,export,attention}`` (also ``gradattn``).
+"""Command line: ``python -m gradattn {models,data,train,sweep,export,attention,findings}`` (also ``gradattn``).
 
     python -m gradattn models --num-classes 10 --in-chans 1
     python -m gradattn data status --data-root data
@@ -9,6 +9,8 @@
     python -m gradattn sweep --profile paper --shard 0/4 &  ...  --shard 3/4 &   # 4 processes, one GPU
     python -m gradattn export
     python -m gradattn attention --out outputs     # attention.json for finished runs that lack one
+    python -m gradattn findings                    # verdicts, ours beside the paper, paired differences
+    python -m gradattn findings pe ablation --datasets cifar10 --csv
 
 A wrong name (dataset, model, protocol, ...) or an absent dataset prints one line on stderr and exits
 with code 2; a diverged run (NaN loss) exits with code 1 and keeps its last checkpoint.
@@ -186,6 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument("--out", default="outputs", help="output folder whose runs/ to read (default outputs)")
     attention.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     attention.add_argument("--force", action="store_true", help="recompute runs that already have one")
+
+    from gradattn.findings_text import DEFAULT_TABLES, TABLES
+    findings = commands.add_parser(
+        "findings", help="print the findings tables (verdicts, ours beside the paper, paired differences, ...)",
+        description="Print the tables of the README's Findings and 05_results from outputs/results.csv and "
+                    "the committed results/results.csv. Tables: "
+                    + "; ".join(f"{name}: {what}" for name, what in TABLES.items()) + ".")
+    findings.add_argument("tables", nargs="*", metavar="TABLE",
+                          help=f"tables to print (default: {' '.join(DEFAULT_TABLES)})")
+    findings.add_argument("--profile", default="paper", choices=("paper", "quick"),
+                          help="paper: full-data runs (default); quick: the embedded-sample runs")
+    findings.add_argument("--datasets", type=_comma_list, help="only these datasets' runs, e.g. cifar10")
+    findings.add_argument("--csv", action="store_true", help="CSV blocks (full precision) instead of text")
     return parser
 
 
@@ -243,6 +258,25 @@ def _run_sweep(args) -> int:
     return 0
 
 
+def _run_findings(args) -> int:
+    from gradattn import findings
+    from gradattn.findings_text import DEFAULT_TABLES, TABLES, render
+
+    names = args.tables or list(DEFAULT_TABLES)
+    unknown = [name for name in names if name not in TABLES]
+    if unknown:
+        raise ConfigError(f"unknown findings table {', '.join(map(repr, unknown))}; choose from {', '.join(TABLES)}")
+    df = findings.collect_results(args.profile)
+    if args.datasets:
+        absent = sorted(set(args.datasets) - set(df["dataset"]))
+        if absent:
+            raise ConfigError(f"no {args.profile}-profile runs of {', '.join(absent)} in outputs/results.csv or "
+                              f"results/results.csv; datasets with runs: {', '.join(sorted(set(df['dataset'])))}")
+        df = df[df["dataset"].isin(args.datasets)].reset_index(drop=True)
+    print(render(df, names, profile=args.profile, fmt="csv" if args.csv else "text"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gradattn.data.errors import DataFormatError, DatasetNotFoundError
@@ -273,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             written = backfill(args.out, device=args.device, force=args.force)
             print(f"{len(written)} attention summaries written under {args.out}/runs")
             return 0
+        if args.command == "findings":
+            return _run_findings(args)
     except (ConfigError, DatasetNotFoundError, DataFormatError) as err:
         print(f"gradattn: error: {err}", file=sys.stderr)
         return USAGE_ERROR

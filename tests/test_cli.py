@@ -19,12 +19,12 @@ def run_cli(*args, cwd):
 def test_help_documents_every_command(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("models", "data", "train", "sweep", "export", "attention"):
+    for command in ("models", "data", "train", "sweep", "export", "attention", "findings"):
         assert command in result.stdout
 
 
 @pytest.mark.parametrize("command", [["train"], ["sweep"], ["data", "status"], ["export"], ["models"],
-                                     ["attention"]])
+                                     ["attention"], ["findings"]])
 def test_each_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
