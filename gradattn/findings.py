@@ -163,6 +163,16 @@ def ablation_pairs(df):
     return pairs.assign(measures=pd.Series(column, index=pairs.index))
 
 
+GRADATTN_MODELS = ("gradattn_nope", "gradattn_nope_d32", "gradattn_lpe", "gradattn_rope", "gradattn_mlp")
+
+
+def plain18_pairs(df):
+    """Each GradAttn variant minus plain18, paired by seed: GradAttn is plain18 (the same non-residual backbone)
+    plus the five tapped tokens and a transformer over them, so this is what GradAttn's pathway adds where the
+    residual connections are gone."""
+    return model_pairs(df, [(model, "plain18") for model in GRADATTN_MODELS])
+
+
 def model_pairs(df, pairs):
     """Paired differences (points, matched seeds) of each (model, baseline) in `pairs`, per dataset, protocol
     and setting; rows only where both models ran with at least one common seed."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from gradattn import findings
 
-GRADATTN_VARIANTS = ("gradattn_nope", "gradattn_nope_d32", "gradattn_lpe", "gradattn_rope", "gradattn_mlp")
-
 TABLES = {
     "verdicts": "the verdict on each claim of the paper's abstract, with its evidence",
     "beside-paper": "our top-1 (mean ± 95 % CI over seeds) per model, setting and protocol, beside the paper's",
@@ -38,7 +36,7 @@ def build_table(df, name: str, profile: str = "paper"):
     if name == "ablation":
         return findings.ablation_pairs(df)
     if name == "vs-plain18":
-        return findings.model_pairs(df, [(model, "plain18") for model in GRADATTN_VARIANTS])
+        return findings.plain18_pairs(df)
     if name == "coverage":
         return findings.coverage_table(df)
     if name == "jpeg":

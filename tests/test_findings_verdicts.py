@@ -288,3 +288,17 @@ def test_ablation_pairs_walk_from_plain18_to_attention_on_matched_seeds():
     assert (pairs["n"] == 3).all()
     assert ablation_pairs(df[df["model"] != "plain18"]).index.tolist() == [0]     # only attention vs MLP
     assert ablation_pairs(df[df["model"] == "gradattn_lpe"]).empty
+
+
+def test_plain18_pairs_give_each_gradattn_variant_over_the_plain_backbone():
+    from gradattn.findings import plain18_pairs
+    top1 = {"plain18": [70, 71, 72], "resnet18": [75, 75, 75], "gradattn_rope": [72, 74, 73],
+            "gradattn_mlp": [71, 71, 73]}
+    df = pd.DataFrame([("cifar10", model, "corrected", seed, value) for model, values in top1.items()
+                       for seed, value in enumerate(values)], columns=["dataset", "model", "protocol", "seed", "top1"])
+    pairs = plain18_pairs(df).set_index("model")
+    assert sorted(pairs.index) == ["gradattn_mlp", "gradattn_rope"]          # ResNet-18 is not a GradAttn variant
+    assert (pairs["baseline"] == "plain18").all() and (pairs["n"] == 3).all()
+    assert pairs.loc["gradattn_rope", "mean"] == pytest.approx(2.0)
+    assert pairs.loc["gradattn_mlp", "mean"] == pytest.approx(2 / 3)
+    assert plain18_pairs(df[df["model"] != "plain18"]).empty
