@@ -75,9 +75,9 @@ def _run_details(runs) -> dict:
 
 def findings_pairs(path: Path = RESULTS) -> str:
     """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds), the
-    ablation ladder (plain18 -> gradattn_mlp -> gradattn_nope, resnet18 vs plain18) and the cost of CIFAR-10's
-    JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
-    from gradattn.findings import ablation_pairs, jpeg_cost_table, paired_table
+    ablation ladder (plain18 -> gradattn_mlp -> gradattn_nope, resnet18 vs plain18), each GradAttn variant vs
+    plain18, and the cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
+    from gradattn.findings import ablation_pairs, jpeg_cost_table, paired_table, plain18_pairs
 
     df = _full_runs(path)
     if df.empty:
@@ -100,6 +100,14 @@ def findings_pairs(path: Path = RESULTS) -> str:
             ci = _paired_ci(r)
             out += (f"\n| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} − "
                     f"{r['baseline']} | {r['measures']} | {r['n']} | {r['mean']:+.2f} | {ci} |")
+    over_plain = plain18_pairs(df[df["variant"].isna()])
+    if len(over_plain):
+        out += ("\n\nEach GradAttn variant against the non-residual backbone it is built on (`findings.plain18_pairs`), "
+                "paired by seed.\n\n| dataset | protocol | setting | model − plain18 | seeds paired | mean (points) "
+                "| 95 % CI |\n|---|---|---|---|---:|---:|---|")
+        for r in over_plain.to_dict("records"):
+            out += (f"\n| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | {r['n']} | "
+                    f"{r['mean']:+.2f} | {_paired_ci(r)} |")
     cost = jpeg_cost_table(df)
     if len(cost):
         out += ("\n\nCIFAR-10, the same 4,000 training images lossless vs JPEG re-encoded (test top-1 %):\n\n"
