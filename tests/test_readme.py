@@ -151,12 +151,15 @@ def test_findings_pairs_list_the_ablation_ladder_when_its_models_ran(tmp_path):
                            "model": model, "model_tag": f"{model}-e8", "protocol": "corrected", "seed": seed,
                            "is_sample": False, "epochs": 8, "best_epoch": 8, "top1": top1, "device": "cpu"}, path)
     text = updater.findings_pairs(path)
-    rows = [line for line in text.splitlines() if " − plain18 |" in line]
+    rows = [line for line in text.splitlines() if " − plain18 |" in line and not line.startswith("| dataset")]
     assert len(rows) == 2
     cells = {line.split("|")[4].strip(): [c.strip() for c in line.strip("|").split("|")] for line in rows}
     assert cells["resnet18 − plain18"][4:7] == ["residual connections", "2", "+3.50"]
     assert cells["gradattn_mlp − plain18"][4:7] == ["five tapped tokens (MLP head) over global pooling", "2", "+2.00"]
     assert "gradattn_nope − gradattn_mlp" not in text            # No-PE did not run: that step is left out
+    over_plain = text[text.index("| model − plain18 |"):].splitlines()
+    assert over_plain[2] == "| fashionmnist | corrected | `e8` | gradattn_mlp | 2 | +2.00 | [-10.71, +14.71] |"
+    assert len([line for line in over_plain if line.startswith("| fashionmnist")]) == 1   # ResNet-18 is no variant
 
 
 def test_relative_links_in_the_docs_point_at_files_that_exist():
