@@ -33,6 +33,22 @@ def _paired_ci(r) -> str:
     return "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
 
 
+def _pair_rows(intro: str, pairs, pair_header: str, what_header: str | None, label) -> str:
+    """A paragraph and a markdown table of paired differences (model_pairs' columns), or "" without pairs;
+    `label(row)` gives the pair's own cells (the pair, and what it measures when `what_header` is set)."""
+    if not len(pairs):
+        return ""
+    headers = ["dataset", "protocol", "setting", pair_header, *([what_header] if what_header else []),
+               "seeds paired", "mean (points)", "95 % CI"]
+    lines = [f"\n\n{intro}\n", "| " + " | ".join(headers) + " |",
+             "|---|---|---|---|" + ("---|" if what_header else "") + "---:|---:|---|"]
+    for r in pairs.to_dict("records"):
+        cells = [r["dataset"], r["protocol"], _setting_cell(r["setting"]), *label(r), r["n"], f"{r['mean']:+.2f}",
+                 _paired_ci(r)]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
 def _setting_cell(setting: str) -> str:
     """A run's setting in a table: `e8` and the like, or "paper's" where the run kept all the paper's settings."""
     return f"`{setting}`" if setting else "paper's"
@@ -91,23 +107,13 @@ def findings_pairs(path: Path = RESULTS) -> str:
         lines.append(f"| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | {r['n']} | "
                      f"{r['mean']:+.2f} | {ci} | {gain} | {r['paper gain in our CI']} |")
     out = "\n".join(lines) if len(pairs) else "_No paired runs (a model and ResNet-18 with the same seed) yet._"
-    ablation = ablation_pairs(df[df["variant"].isna()])
-    if len(ablation):
-        out += ("\n\nThe ablation ladder (`findings.ablation_pairs`; the paper has none): what each step adds, paired by "
-                "seed.\n\n| dataset | protocol | setting | model − baseline | what it adds | seeds paired | mean (points) "
-                "| 95 % CI |\n|---|---|---|---|---|---:|---:|---|")
-        for r in ablation.to_dict("records"):
-            ci = _paired_ci(r)
-            out += (f"\n| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} − "
-                    f"{r['baseline']} | {r['measures']} | {r['n']} | {r['mean']:+.2f} | {ci} |")
-    over_plain = plain18_pairs(df[df["variant"].isna()])
-    if len(over_plain):
-        out += ("\n\nEach GradAttn variant against the non-residual backbone it is built on (`findings.plain18_pairs`), "
-                "paired by seed.\n\n| dataset | protocol | setting | model − plain18 | seeds paired | mean (points) "
-                "| 95 % CI |\n|---|---|---|---|---:|---:|---|")
-        for r in over_plain.to_dict("records"):
-            out += (f"\n| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | {r['n']} | "
-                    f"{r['mean']:+.2f} | {_paired_ci(r)} |")
+    full_data = df[df["variant"].isna()]
+    out += _pair_rows("The ablation ladder (`findings.ablation_pairs`; the paper has none): what each step adds, paired "
+                      "by seed.", ablation_pairs(full_data), "model − baseline", "what it adds",
+                      lambda r: (f"{r['model']} − {r['baseline']}", r["measures"]))
+    out += _pair_rows("Each GradAttn variant against the non-residual backbone it is built on "
+                      "(`findings.plain18_pairs`), paired by seed.", plain18_pairs(full_data), "model − plain18", None,
+                      lambda r: (r["model"],))
     cost = jpeg_cost_table(df)
     if len(cost):
         out += ("\n\nCIFAR-10, the same 4,000 training images lossless vs JPEG re-encoded (test top-1 %):\n\n"
