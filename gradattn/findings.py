@@ -163,14 +163,12 @@ def ablation_pairs(df):
     return pairs.assign(measures=pd.Series(column, index=pairs.index))
 
 
-GRADATTN_MODELS = ("gradattn_nope", "gradattn_nope_d32", "gradattn_lpe", "gradattn_rope", "gradattn_mlp")
-
-
 def plain18_pairs(df):
-    """Each GradAttn variant minus plain18, paired by seed: GradAttn is plain18 (the same non-residual backbone)
-    plus the five tapped tokens and a transformer over them, so this is what GradAttn's pathway adds where the
-    residual connections are gone."""
-    return model_pairs(df, [(model, "plain18") for model in GRADATTN_MODELS])
+    """Each GradAttn variant (paper.GRADATTN_MODELS, and the gradattn_mlp ablation) minus plain18, paired by seed:
+    GradAttn is plain18 (the same non-residual backbone) plus the five tapped tokens and a transformer over them,
+    so this is what GradAttn's pathway adds where the residual connections are gone."""
+    from gradattn import paper
+    return model_pairs(df, [(model, "plain18") for model in (*paper.GRADATTN_MODELS, "gradattn_mlp")])
 
 
 def model_pairs(df, pairs):
