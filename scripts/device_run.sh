@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine, from the repository root, inside one device call (docs/gpu_runbook.md).
 # Prepares the carried data pack, runs one stage within a time budget, and leaves ONE archive in $OUT
-# (results.csv, run records without checkpoints, shard logs, benchmark CSVs, nvidia-smi).
+# (results.csv, run records without checkpoints, shard logs, benchmark CSVs, nvidia-smi). A carried
+# carry/done (scripts/pack_for_device.py --packs done) names the runs finished in earlier calls, so they are skipped.
 #
 #   bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]   (BUDGET_S: stop training after this; default 500)
 #
@@ -16,11 +17,12 @@
 #   tiny          Tiny ImageNet (train subset), both protocols, resnet18, gradattn_lpe, gradattn_rope, seeds 0-2
 #
 # JOBS (default 6) sweep processes share the GPU, each running every JOBS-th configuration
-# (`gradattn sweep --shard k/JOBS`). Runs already finished under outputs/gpu (carry it back in later calls)
+# (`gradattn sweep --shard k/JOBS`). Runs already finished under outputs/gpu (carry/done restores their records)
 # are skipped; a run cut by the budget is left unfinished and starts afresh next time (it resumes from its
 # checkpoint when the next call comes within 30 s and finds the machine still warm). The sweep runs seed by
 # seed, so a cut stage leaves whole seeds of every model. MODELS=a,b,... replaces a stage's model list
-# (to fit a short call: the paper's GradAttn variants and ResNet-18 first, say).
+# (to fit a short call: the paper's GradAttn variants and ResNet-18 first, say). CUDA_TESTS=0 skips the
+# ~20 s of CUDA-only training tests (for a second call on a machine that already ran them).
 set -uo pipefail
 stages=${1:?usage: bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]}
 budget=${2:-500}
@@ -35,8 +37,13 @@ read -r -a extra <<<"${EXTRA:-}"
 out=${OUT:?OUT must name the folder whose files come back (the device tool sets it)}
 runs=outputs/gpu
 start=$SECONDS
-mkdir -p "$runs/logs" outputs/bench
+mkdir -p "$runs/logs" "$runs/runs" outputs/bench
 py=${PYTHON:-python3}
+
+if [[ -d carry/done/runs ]]; then   # records of runs finished in earlier calls (pack_for_device.py --packs done)
+    cp -rn carry/done/runs/. "$runs/runs/" 2>/dev/null || true
+    echo "finished runs known before this call: $(ls "$runs"/runs/*/*/*/*/metrics.json 2>/dev/null | wc -l)"
+fi
 
 left() { echo $(( budget - (SECONDS - start) )); }
 
@@ -64,7 +71,7 @@ if [[ -n ${MODELS:-} ]]; then paper7=$MODELS; all9=$MODELS; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/logs/nvidia-smi.csv" 2>&1
 cat "$runs/logs/nvidia-smi.csv"
 
-if [[ $device == cuda && $stages != bench ]]; then   # the CUDA-only checks of training (resume on the GPU), ~20 s
+if [[ $device == cuda && $stages != bench && ${CUDA_TESTS:-1} != 0 ]]; then   # CUDA-only checks of training (resume on the GPU), ~20 s
     $py -m pytest -q -p no:cacheprovider tests/test_train.py -k cuda 2>&1 | tail -n 5 | tee "$out/cuda-tests.log"
 fi
 

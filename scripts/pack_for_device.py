@@ -11,8 +11,14 @@ dataset travels in its own call, in the layout of ../shared/data, where `python 
                 with `jpegtran -arithmetic -copy none` (Debian: libjpeg-turbo-progs), which re-codes the
                 entropy layer only: every image is decoded before and after and must give identical pixels,
                 or the pack is not written. About 76 % of the size; the npz records how it was made.
+- done:         not data: config.json and metrics.json of every finished run under --runs (outputs/gpu), the
+                two files a sweep needs to skip a finished run (gradattn.train.is_finished). A few hundred KiB,
+                so it rides beside any data pack, where all of outputs/gpu (4 MiB a dataset, gradient flow
+                and histories included) would push CIFAR-10's call over 64 MiB. scripts/device_run.sh copies
+                carry/done/runs into outputs/gpu/runs on the machine, never over a record already there.
 
-Usage: python scripts/pack_for_device.py [--shared ../shared/data] [--out carry] [--packs fmnist,cifar10,tinyimagenet]
+Usage: python scripts/pack_for_device.py [--shared ../shared/data] [--out carry] [--packs fmnist,cifar10,tinyimagenet,done]
+       [--runs outputs/gpu]
 """
 from __future__ import annotations
 
@@ -37,6 +43,10 @@ TRANSCODE = ("jpegtran", "-arithmetic", "-copy", "none")
 PACKS = {"fmnist": [("fashion_mnist", "fashion_mnist.npz")],
          "cifar10": [("cifar10", "cifar10-jpeg-bytes.npz")],
          "tinyimagenet": [("tiny_imagenet", TINY)]}
+
+
+RECORDS = "done"
+RECORD_FILES = ("config.json", "metrics.json")
 
 
 class PackError(RuntimeError):
@@ -119,6 +129,32 @@ def make_pack(name: str, shared: Path, out: Path, workers: int = 2) -> Path:
     return folder
 
 
+def pack_finished_runs(runs_out: Path, out: Path) -> Path:
+    """Write carry/done/runs/<run key>/{config,metrics}.json for every finished run under runs_out/runs;
+    the folder is built beside its final name and swapped in, so a cut pack never looks complete."""
+    runs = runs_out / "runs"
+    if not runs.is_dir():
+        raise PackError(f"{runs} not found: pass --runs, the sweep output folder (e.g. outputs/gpu) whose "
+                        "finished runs the device should skip")
+    folder, tmp = out / RECORDS, out / f".{RECORDS}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    count = 0
+    for metrics in sorted(runs.glob("**/metrics.json")):
+        run = metrics.parent
+        if not (run / "config.json").is_file():
+            continue
+        target = tmp / "runs" / run.relative_to(runs)
+        target.mkdir(parents=True)
+        for name in RECORD_FILES:
+            shutil.copyfile(run / name, target / name)
+        count += 1
+    (tmp / "runs").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+    print(f"{RECORDS}: {count} finished runs of {runs} -> {folder / 'runs'}")
+    return folder
+
+
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -127,18 +163,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="the shared data folder")
     parser.add_argument("--out", default=str(ROOT / "carry"), help="where the packs go (git-ignored carry/)")
-    parser.add_argument("--packs", default=",".join(PACKS), help=f"comma list of {', '.join(PACKS)}")
+    parser.add_argument("--packs", default=",".join(PACKS), help=f"comma list of {', '.join([*PACKS, RECORDS])}")
+    parser.add_argument("--runs", default=str(ROOT / "outputs" / "gpu"),
+                        help="for the done pack: the sweep output folder whose finished runs to record")
     parser.add_argument("--workers", type=int, default=2, help="parallel jpegtran processes")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.packs.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(PACKS))
+    unknown = sorted(set(names) - set(PACKS) - {RECORDS})
     if unknown:
-        parser.error(f"unknown pack(s) {unknown}; valid: {', '.join(PACKS)}")
+        parser.error(f"unknown pack(s) {unknown}; valid: {', '.join([*PACKS, RECORDS])}")
     tree = tracked_bytes()
     status = 0
     for name in names:
         try:
-            folder = make_pack(name, Path(args.shared), Path(args.out), args.workers)
+            if name == RECORDS:
+                folder = pack_finished_runs(Path(args.runs), Path(args.out))
+            else:
+                folder = make_pack(name, Path(args.shared), Path(args.out), args.workers)
         except PackError as err:
             print(f"{name}: error: {err}", file=sys.stderr)
             status = 2

@@ -97,3 +97,32 @@ def test_transcode_failure_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(pack, "TRANSCODE", ("no-such-jpegtran-binary",))
     with pytest.raises(pack.PackError, match="libjpeg-turbo-progs"):
         pack.transcode_jpeg(_jpeg(0))
+
+
+def test_done_pack_keeps_only_the_records_a_sweep_needs_to_skip_a_finished_run(tmp_path, capsys):
+    from gradattn.train import TrainConfig, is_finished, write_json
+
+    pack = load_script()
+    finished = TrainConfig(dataset="cifar10", model="resnet18", protocol="paper", seed=1,
+                           out_dir=str(tmp_path / "gpu"))
+    unfinished = TrainConfig(dataset="cifar10", model="gradattn_rope", protocol="paper", seed=1,
+                             out_dir=str(tmp_path / "gpu"))
+    for cfg in (finished, unfinished):
+        cfg.run_dir.mkdir(parents=True)
+        write_json(cfg.run_dir / "config.json", cfg.to_dict())
+        (cfg.run_dir / "history.csv").write_text("epoch,val_acc\n1,0.1\n")
+        (cfg.run_dir / "checkpoint.pt").write_bytes(b"\0" * 1000)
+    write_json(finished.run_dir / "metrics.json", {"run_key": finished.run_key, "top1": 10.0})
+    (finished.run_dir / "gradflow.json").write_text("{}" + " " * 5000)
+
+    assert pack.main(["--packs", "done", "--runs", str(tmp_path / "gpu"), "--out", str(tmp_path / "carry")]) == 0
+    assert "1 finished runs" in capsys.readouterr().out
+    records = tmp_path / "carry" / "done" / "runs"
+    assert sorted(p.relative_to(records).as_posix() for p in records.rglob("*") if p.is_file()) == [
+        f"{finished.run_key}/config.json", f"{finished.run_key}/metrics.json"]
+    restored = TrainConfig(**{**finished.to_dict(), "out_dir": str(tmp_path / "carry" / "done")})
+    assert is_finished(restored)
+    assert not (tmp_path / "carry" / ".done.tmp").exists()
+
+    assert pack.main(["--packs", "done", "--runs", str(tmp_path / "absent"), "--out", str(tmp_path / "c2")]) == 2
+    assert "--runs" in capsys.readouterr().err
