@@ -299,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             from gradattn.results import export_results
             exported = export_results(args.out, args.dest)
             table = exported["table"] or "no results.csv yet"
-            print(f"exported {table}, {len(exported['histories'])} histories and "
-                  f"{len(exported['attention'])} attention summaries to {args.dest}/")
+            print(f"exported {table}, {len(exported['histories'])} histories, {len(exported['gradflow'])} "
+                  f"gradient-flow and {len(exported['attention'])} attention summaries to {args.dest}/")
             return 0
         if args.command == "attention":
             from gradattn.attention import backfill

@@ -441,24 +441,73 @@ def _health_by_dataset(gradattn_runs, resnet_runs) -> list[str]:
     return lines
 
 
-def attention_records(df, root: Path | None = None) -> list[tuple[dict, dict]]:
-    """(run metadata, attention summary) for the runs of `df` (as from collect_results) that have one:
-    this machine's outputs/runs/<run>/attention.json first, else the committed results/attention/ copy."""
-    from gradattn.results import attention_file_name
+RECORD_GROUP = ["dataset", "model", "setting", "protocol"]   # per-run records (attention, gradient flow) group by
+
+
+def _run_records(df, local_name: str, committed: str, summarise=None, root: Path | None = None):
+    """(run metadata, record) for the runs of `df` that have one: this machine's
+    outputs/runs/<run>/<local_name> first (passed through `summarise`), else results/<committed>/'s copy."""
+    from gradattn.results import summary_file_name
     root = Path(root) if root else project_root()
     records = []
     for r in df.to_dict("records") if len(df) else []:
-        for path in (outputs_dir(root) / "runs" / r["run_key"] / "attention.json",
-                     root / "results" / "attention" / attention_file_name(r["run_key"])):
+        local = outputs_dir(root) / "runs" / r["run_key"] / local_name
+        copy = root / "results" / committed / summary_file_name(r["run_key"])
+        for path, transform in ((local, summarise), (copy, None)):
             if path.exists():
                 meta = {k: (r.get(k) if isinstance(r.get(k), (str, int)) else "") for k in (
                     "run_key", "dataset", "data", "model", "setting", "protocol", "seed")}
-                records.append((meta, json.loads(path.read_text())))
+                record = json.loads(path.read_text())
+                records.append((meta, transform(record) if transform else record))
                 break
     return records
 
 
-ATTENTION_GROUP = ["dataset", "model", "setting", "protocol"]
+def attention_records(df, root: Path | None = None) -> list[tuple[dict, dict]]:
+    """(run metadata, attention summary) for the runs of `df` (as from collect_results) that have one:
+    this machine's outputs/runs/<run>/attention.json first, else the committed results/attention/ copy."""
+    return _run_records(df, "attention.json", "attention", root=root)
+
+
+def gradflow_records(df, root: Path | None = None) -> list[tuple[dict, dict]]:
+    """(run metadata, gradient-flow summary, gradattn.gradflow.gradflow_summary) for the runs of `df` that
+    have one: this machine's outputs/runs/<run>/gradflow.json first, else the committed results/gradflow/."""
+    from gradattn.gradflow import gradflow_summary
+    return _run_records(df, "gradflow.json", "gradflow", summarise=gradflow_summary, root=root)
+
+
+def gradflow_table(records):
+    """Per dataset, model, setting and protocol: runs with a gradient-flow record, mean faithful and
+    corrected health score (%), and in how many of those runs each stage was dead (exact-zero output,
+    SPEC 7.5), got no gradient at all, or got a vanishing one (corrected analysis); e.g. "layer4 3/3"."""
+    import pandas as pd
+
+    rows = []
+    for meta, summary in records:
+        vanishing = summary.get("vanishing") or []
+        rows.append({**meta,
+                     "faithful": summary.get("faithful_health_score"),
+                     "corrected": summary.get("corrected_health_score"),
+                     "dead": sorted(set(summary.get("dead_layer_names") or [])),
+                     "zero": sorted({v["stage"] for v in vanishing if v.get("mean_norm") == 0}),
+                     "vanishing": sorted({v["stage"] for v in vanishing})})
+    if not rows:
+        return pd.DataFrame()
+    table = label_subsets(pd.DataFrame(rows))
+
+    def counted(lists):
+        n = len(lists)
+        counts = pd.Series([name for names in lists for name in names], dtype=object).value_counts()
+        return ", ".join(f"{name} {counts[name]}/{n}" for name in sorted(counts.index)) or "none"
+    out = []
+    for key, runs in table.groupby(RECORD_GROUP, sort=True):
+        out.append({**dict(zip(RECORD_GROUP, key)), "runs": len(runs),
+                    "health faithful %": round(100 * pd.to_numeric(runs["faithful"]).mean(), 1),
+                    "health corrected %": round(100 * pd.to_numeric(runs["corrected"]).mean(), 1),
+                    "dead stages": counted(runs["dead"]), "zero-gradient stages": counted(runs["zero"]),
+                    "vanishing stages": counted(runs["vanishing"])})
+    return pd.DataFrame(out)
+
 
 
 def attention_received_table(records):
@@ -472,7 +521,7 @@ def attention_received_table(records):
     if table.empty:
         return pd.DataFrame()
     table = label_subsets(table)
-    key = [*ATTENTION_GROUP, "layer"]
+    key = [*RECORD_GROUP, "layer"]
     shares = table.pivot_table(index=key, columns="tap", values="received", aggfunc="mean")[list(TAP_NAMES)]
     return shares.join(table.groupby(key)["seed"].nunique().rename("seeds")).reset_index()
 
@@ -490,7 +539,7 @@ def attention_maps_by_group(records) -> dict:
     out = {}
     for dataset, group in table.groupby("dataset", sort=True):
         labels, maps, seeds = [], [], []
-        for (model, setting, protocol), runs in group.groupby(ATTENTION_GROUP[1:], sort=True):
+        for (model, setting, protocol), runs in group.groupby(RECORD_GROUP[1:], sort=True):
             labels.append(f"{model}{'-' + setting if setting else ''} · {protocol}")
             maps.append(np.mean(np.stack(runs["map"].tolist()), axis=0))
             seeds.append(runs["seed"].nunique())

@@ -14,6 +14,7 @@ TABLES = {
     "coverage": "seeds run per cell of the reproduction grid (best-covered setting, and at the paper's settings)",
     "jpeg": "what the JPEG copy of CIFAR-10 costs: the same 4,000 images, lossless vs JPEG",
     "attention": "share of attention each tap receives, per encoder layer (mean over seeds)",
+    "gradflow": "health scores and the stages that were dead or got no or vanishing gradient, per group (corrected analysis)",
 }
 DEFAULT_TABLES = ("verdicts", "beside-paper", "paired")
 
@@ -41,6 +42,8 @@ def build_table(df, name: str, profile: str = "paper"):
         return findings.coverage_table(df)
     if name == "jpeg":
         return findings.jpeg_cost_table(df)
+    if name == "gradflow":
+        return findings.gradflow_table(findings.gradflow_records(df))
     return findings.attention_received_table(findings.attention_records(df))
 
 

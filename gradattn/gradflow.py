@@ -182,6 +182,30 @@ def health_label(score: float) -> str:
     return "Poor"
 
 
+def stage_of(layer_name: str) -> str:
+    """The stage a measured layer belongs to: its first name ('layer4' for 'layer4.0.conv1', 'stem',
+    'encoder', ...), so runs whose layers are named alike can be counted per stage."""
+    return str(layer_name).split(".", 1)[0]
+
+
+def gradflow_summary(record: dict) -> dict:
+    """The part of a run's gradflow.json (train.run_experiment) the findings need, small enough to commit
+    beside the results (results/gradflow/): both health scores, the dead stages, and the layers whose
+    parameter gradients vanish or explode in the corrected analysis, with their mean norm (0.0: no
+    gradient at all). The full record keeps every layer's norms per batch; this keeps a few hundred bytes."""
+    corrected = record.get("corrected") or {}
+
+    def flagged(key):
+        return [{"name": entry["name"], "stage": stage_of(entry["name"]), "severity": entry.get("severity"),
+                 "mean_norm": entry.get("mean_norm")} for entry in corrected.get(key) or []]
+    return {"faithful_health_score": record.get("faithful_health_score"),
+            "corrected_health_score": record.get("corrected_health_score"),
+            "dead_layer_names": list(record.get("dead_layer_names") or []),
+            "vanishing": flagged("vanishing"), "exploding": flagged("exploding"),
+            "never_fired": list(corrected.get("never_fired") or []),
+            "num_measured": corrected.get("num_measured"), "num_registered": corrected.get("num_registered")}
+
+
 # ---------------------------------------------------------------------------------------------
 # shared plumbing
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import re
 import shutil
@@ -165,15 +166,18 @@ def history_file_name(run_key: str) -> str:
 
 
 def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLike = "results") -> dict:
-    """Merge the tidy table and copy every finished run's history (and, for GradAttn runs, its attention
-    summary, gradattn.attention) into the committed `dest` folder.
+    """Merge the tidy table and copy every finished run's history, its gradient-flow summary
+    (gradattn.gradflow.gradflow_summary) and, for GradAttn runs, its attention summary (gradattn.attention)
+    into the committed `dest` folder.
 
     Rows are merged by run_key: a run exported again replaces its row, rows exported earlier from other
     output folders (another machine, another session) stay. Checkpoints are never copied.
-    Returns {"table": path or None, "histories": [paths], "attention": [paths]}."""
+    Returns {"table": path or None, "histories": [paths], "gradflow": [paths], "attention": [paths]}."""
+    from gradattn.gradflow import gradflow_summary
+
     out_dir, dest = Path(out_dir), Path(dest)
     table = out_dir / "results.csv"
-    exported = {"table": None, "histories": [], "attention": []}
+    exported = {"table": None, "histories": [], "gradflow": [], "attention": []}
     if table.exists():
         rows = read_results(table)
         keys = {r["run_key"] for r in rows}
@@ -187,14 +191,18 @@ def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLi
             continue
         run_key = read_json(metrics_path).get("run_key") or metrics_path.parent.relative_to(runs).as_posix()
         exported["histories"].append(_copy_atomic(history, dest / "histories" / history_file_name(run_key)))
+        gradflow = metrics_path.parent / "gradflow.json"
+        if gradflow.exists():
+            summary = json.dumps(gradflow_summary(read_json(gradflow)), indent=1) + "\n"
+            exported["gradflow"].append(atomic_write_text(dest / "gradflow" / summary_file_name(run_key), summary))
         attention = metrics_path.parent / "attention.json"
         if attention.exists():
-            exported["attention"].append(_copy_atomic(attention, dest / "attention" / attention_file_name(run_key)))
+            exported["attention"].append(_copy_atomic(attention, dest / "attention" / summary_file_name(run_key)))
     return exported
 
 
-def attention_file_name(run_key: str) -> str:
-    """results/attention/ file name of a run's attention summary: the history's name, as .json."""
+def summary_file_name(run_key: str) -> str:
+    """results/attention/ and results/gradflow/ file name of a run's summary: the history's name, as .json."""
     return history_file_name(run_key).removesuffix(".csv") + ".json"
 
 

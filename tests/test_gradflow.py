@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from gradattn.gradflow import (GradientMonitor, Thresholds, analyze_gradient_flow, compare_modes,
-                               find_dead_layers, health_label)
+                               find_dead_layers, gradflow_summary, health_label, stage_of)
 
 # Only exact zeros vanish and nothing explodes: the health score is then the fraction of hooks that
 # produced a non-zero measurement, i.e. the ceiling the instrumentation allows.
@@ -205,6 +205,23 @@ def test_dead_layer4_is_found_and_explains_the_papers_80_percent(build_model):
     zero = [v["name"] for v in corrected.vanishing]
     assert zero == [f"layer4.{b}.{m}{i}" for b in (0, 1) for i in (1, 2) for m in ("conv", "bn")]
     assert corrected.health_score == pytest.approx(1 - 8 / corrected.num_measured)
+
+
+def test_summary_of_a_runs_record_keeps_the_dead_stage_and_its_zero_gradients(build_model):
+    from gradattn.train import TrainConfig, _gradient_flow
+    torch.manual_seed(0)
+    model = build_model("gradattn_nope", 10)
+    _kill_layer4(model)
+    record = _gradient_flow(model, _batches(), TrainConfig(gradflow_batches=2), torch.device("cpu"))
+    summary = gradflow_summary(json.loads(json.dumps(record)))        # as read back from gradflow.json
+    assert summary["dead_layer_names"] == ["layer4.1"]
+    assert summary["corrected_health_score"] == record["corrected_health_score"] < 1.0
+    assert {v["stage"] for v in summary["vanishing"]} == {"layer4"}
+    assert all(v["mean_norm"] == 0.0 for v in summary["vanishing"])
+    assert summary["never_fired"] == [] and summary["num_measured"] == record["corrected"]["num_measured"]
+    assert len(json.dumps(summary)) < len(json.dumps(record)) / 10
+    assert [stage_of(n) for n in ("layer4.0.conv1", "stem.0", "encoder.layers.1.linear1")] == [
+        "layer4", "stem", "encoder"]
 
 
 def test_gradient_monitor_samples_every_n_steps():

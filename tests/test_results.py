@@ -107,6 +107,26 @@ def test_export_copies_table_and_histories_never_checkpoints(tmp_path):
     assert (dest / "histories" / history_file_name(run_key)).read_text() == "epoch,val_acc\n1,0.5\n"
     assert read_results(dest / "results.csv") == read_results(out / "results.csv")
     assert not list(dest.rglob("*.pt"))
+    assert exported["gradflow"] == []                             # this run has no gradflow.json
+
+
+def test_export_commits_a_small_gradient_flow_summary_beside_the_history(tmp_path):
+    out, dest = tmp_path / "outputs", tmp_path / "results"
+    run_key = "cifar10/gradattn_rope/corrected/seed0"
+    run_dir = out / "runs" / run_key
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(json.dumps(fake_metrics(run_key)))
+    (run_dir / "history.csv").write_text("epoch,val_acc\n1,0.5\n")
+    layer = {"name": "layer4.0.conv1", "mean_norm": 0.0, "severity": "high"}
+    (run_dir / "gradflow.json").write_text(json.dumps({
+        "faithful_health_score": 0.83, "corrected_health_score": 0.875, "dead_layer_names": ["layer4.1"],
+        "corrected": {"vanishing": [layer], "exploding": [], "never_fired": [], "num_measured": 64,
+                      "num_registered": 64, "layers": [{"name": "stem.0", "norms": [0.1] * 20}]}}))
+    exported = export_results(out, dest)
+    summary = json.loads((dest / "gradflow" / "cifar10__gradattn_rope__corrected__seed0.json").read_text())
+    assert exported["gradflow"] == [dest / "gradflow" / "cifar10__gradattn_rope__corrected__seed0.json"]
+    assert summary["dead_layer_names"] == ["layer4.1"] and summary["corrected_health_score"] == 0.875
+    assert summary["vanishing"] == [{**layer, "stage": "layer4"}] and "layers" not in summary
 
 
 def test_export_merges_with_rows_exported_earlier_from_elsewhere(tmp_path):
