@@ -509,7 +509,6 @@ def gradflow_table(records):
     return pd.DataFrame(out)
 
 
-
 def attention_received_table(records):
     """Share of attention each tap receives (gradattn.attention), mean over seeds, per dataset, model,
     setting, protocol and encoder layer; one column per tap, plus the number of seeds."""
