@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import os
 import re
 import shutil
 from pathlib import Path
 
 from gradattn.fileio import atomic_write_text
-from gradattn.train import read_json
+from gradattn.train import read_json, write_json
 
 RESULT_COLUMNS = (
     "run_key", "dataset", "model", "model_tag", "protocol", "seed", "stem", "variant", "paper_defects",
@@ -193,8 +192,8 @@ def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLi
         exported["histories"].append(_copy_atomic(history, dest / "histories" / history_file_name(run_key)))
         gradflow = metrics_path.parent / "gradflow.json"
         if gradflow.exists():
-            summary = json.dumps(gradflow_summary(read_json(gradflow)), indent=1) + "\n"
-            exported["gradflow"].append(atomic_write_text(dest / "gradflow" / summary_file_name(run_key), summary))
+            summary = gradflow_summary(read_json(gradflow))
+            exported["gradflow"].append(write_json(dest / "gradflow" / summary_file_name(run_key), summary))
         attention = metrics_path.parent / "attention.json"
         if attention.exists():
             exported["attention"].append(_copy_atomic(attention, dest / "attention" / summary_file_name(run_key)))
