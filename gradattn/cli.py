@@ -1,4 +1,5 @@
-"""Command line: ``python -m gradattn {models,data,train,sweep,export,attention,findings}`` (also ``gradattn``).
+"""Command line: ``python -m gradattn {models,data,train,sweep,export,attention,findings,check-prose}``
+(also ``gradattn``).
 
     python -m gradattn models --num-classes 10 --in-chans 1
     python -m gradattn data status --data-root data
@@ -11,6 +12,7 @@
     python -m gradattn attention --out outputs     # attention.json for finished runs that lack one
     python -m gradattn findings                    # verdicts, ours beside the paper, paired differences
     python -m gradattn findings pe ablation --datasets cifar10 --csv
+    python -m gradattn check-prose                 # numbers in README/docs prose that no table backs
 
 A wrong name (dataset, model, protocol, ...) or an absent dataset prints one line on stderr and exits
 with code 2; a diverged run (NaN loss) exits with code 1 and keeps its last checkpoint.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gradattn.train import PIPELINES, PROTOCOLS, STEMS, ConfigError, NonFiniteLossError, TrainConfig
 
@@ -201,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
                           help="paper: full-data runs (default); quick: the embedded-sample runs")
     findings.add_argument("--datasets", type=_comma_list, help="only these datasets' runs, e.g. cifar10")
     findings.add_argument("--csv", action="store_true", help="CSV blocks (full precision) instead of text")
+
+    prose = commands.add_parser(
+        "check-prose", help="list decimal numbers in the findings prose that no table, run or paper number backs",
+        description="Check the hand-written findings prose (README.md's findings-prose block, docs/findings.md) "
+                    "against the findings tables, the runs and the paper's published numbers; exit 1 if a "
+                    "number is not backed (stale or mistyped).")
+    prose.add_argument("files", nargs="*", metavar="FILE",
+                       help="files to check (default: README.md docs/findings.md of the checkout)")
     return parser
 
 
@@ -277,6 +288,24 @@ def _run_findings(args) -> int:
     return 0
 
 
+def _run_check_prose(args) -> int:
+    from gradattn import findings
+    from gradattn.paths import project_root
+    from gradattn.prose_check import check_prose
+
+    paths = args.files or [project_root() / "README.md", project_root() / "docs" / "findings.md"]
+    absent = [str(path) for path in paths if not Path(path).is_file()]
+    if absent:
+        raise ConfigError(f"no such file: {', '.join(absent)}")
+    report = check_prose(paths, findings.collect_results("paper"))
+    for path, found in report.items():
+        for number, context in found:
+            print(f"{path}: {number} is in no findings table, run or paper number: ...{context}...")
+    if not report:
+        print(f"every decimal number in {', '.join(map(str, paths))} is backed")
+    return 1 if report else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gradattn.data.errors import DataFormatError, DatasetNotFoundError
@@ -309,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "findings":
             return _run_findings(args)
+        if args.command == "check-prose":
+            return _run_check_prose(args)
     except (ConfigError, DatasetNotFoundError, DataFormatError) as err:
         print(f"gradattn: error: {err}", file=sys.stderr)
         return USAGE_ERROR

@@ -780,11 +780,12 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     check_model_name(cfg.model, cfg.model_options)
     run_dir = cfg.run_dir
     results_path = Path(cfg.out_dir) / "results.csv"
-    if is_finished(cfg):
+    same_run = _same_run(run_dir, cfg)
+    if same_run and (run_dir / "metrics.json").exists():        # is_finished(cfg), config read once
         metrics = read_json(run_dir / "metrics.json")
         append_result(metrics_to_row(metrics), results_path)
         return {**metrics, "run_dir": str(run_dir), "skipped": True}
-    if run_dir.exists() and not _same_run(run_dir, cfg):
+    if run_dir.exists() and not same_run:
         if (run_dir / "config.json").exists():
             warnings.warn(f"{run_dir} holds a run with a different config; starting it afresh", stacklevel=2)
         _clear_run_dir(run_dir)
