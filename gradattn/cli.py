@@ -2,6 +2,7 @@
 (also ``gradattn``).
 
     python -m gradattn models --num-classes 10 --in-chans 1
+    python -m gradattn models --in-chans 1 --image-size 28   # plus forward GFLOPs per image, both stems
     python -m gradattn data status --data-root data
     python -m gradattn train --dataset fashionmnist --model gradattn_lpe --protocol corrected --seed 0
     python -m gradattn train --dataset fashionmnist --model resnet18 --sample --epochs 3
@@ -137,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="table of every registered model and its parameters")
     models.add_argument("--num-classes", type=int, default=10, help="classes of the head (default 10)")
     models.add_argument("--in-chans", type=int, default=3, help="input channels (default 3)")
+    models.add_argument("--image-size", type=int, help="also forward GFLOPs per image of this size, with the "
+                                                       "paper's stem and the small-image stem (e.g. 28, 32, 64)")
 
     data = commands.add_parser("data", help="dataset status and preparation")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="action")
@@ -313,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             from gradattn.models import format_model_table
-            print(format_model_table(num_classes=args.num_classes, in_chans=args.in_chans))
+            if args.image_size is not None and args.image_size < 1:
+                raise ConfigError(f"--image-size {args.image_size}: give the image side in pixels, e.g. 28 "
+                                  f"(Fashion-MNIST), 32 (CIFAR-10) or 64 (Tiny ImageNet)")
+            print(format_model_table(num_classes=args.num_classes, in_chans=args.in_chans,
+                                     image_size=args.image_size))
             return 0
         if args.command == "data":
             from gradattn.data import cli_prepare, cli_status

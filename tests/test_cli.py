@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from gradattn.cli import main
+from gradattn.cli import USAGE_ERROR, main
 
 
 def run_cli(*args, cwd):
@@ -19,12 +19,12 @@ def run_cli(*args, cwd):
 def test_help_documents_every_command(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("models", "data", "train", "sweep", "export", "attention", "findings"):
+    for command in ("models", "data", "train", "sweep", "export", "attention", "findings", "check-prose"):
         assert command in result.stdout
 
 
 @pytest.mark.parametrize("command", [["train"], ["sweep"], ["data", "status"], ["export"], ["models"],
-                                     ["attention"], ["findings"]])
+                                     ["attention"], ["findings"], ["check-prose"]])
 def test_each_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -72,6 +72,10 @@ def test_models_prints_every_registered_model(capsys):
     table = capsys.readouterr().out
     assert all(f"`{name}`" in table for name in list_models())
     assert "11,175,370" in table          # ResNet-18, 10 classes, 1 channel (SPEC 1.6)
+    assert main(["models", "--in-chans", "1", "--image-size", "28"]) == 0
+    assert "GFLOPs/image at 28 px" in capsys.readouterr().out
+    assert main(["models", "--image-size", "0"]) == USAGE_ERROR
+    assert "--image-size 0: give the image side in pixels" in capsys.readouterr().err
 
 
 def test_train_end_to_end_on_embedded_sample_then_export(tmp_path):

@@ -73,8 +73,28 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-def model_summary_rows(num_classes: int = 10, in_chans: int = 3, **options) -> list[dict]:
-    """One dict per registered model: name, description, parameters (computed, not stored).
+def count_flops(model: nn.Module, in_chans: int, image_size: int) -> int:
+    """Forward FLOPs for one image of `image_size` px, on the meta device, as torch.utils.flop_counter counts
+    them: convolutions and matrix products, a multiply-add as 2; element-wise work (RoPE's rotation, norms) is
+    not counted. The model runs in train mode: in eval mode PyTorch's fused transformer
+    encoder path would hide the encoder's matmuls from the counter. Two images, since BatchNorm in train
+    mode needs more than one value per channel."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.train()
+    try:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(torch.empty(2, in_chans, image_size, image_size, device="meta"))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def model_summary_rows(num_classes: int = 10, in_chans: int = 3, image_size: int | None = None,
+                       **options) -> list[dict]:
+    """One dict per registered model: name, description, parameters (computed, not stored), and with
+    `image_size` the forward FLOPs per image with the paper's stem and with the small-image stem.
 
     Models are built on the meta device, so no memory is allocated and no init is run.
     """
@@ -82,22 +102,33 @@ def model_summary_rows(num_classes: int = 10, in_chans: int = 3, **options) -> l
     for name, (_, description) in MODELS.items():
         with torch.device("meta"):
             model = build_model(name, num_classes, in_chans, **options)
-        rows.append({"name": name, "description": description, "parameters": count_parameters(model)})
+        row = {"name": name, "description": description, "parameters": count_parameters(model)}
+        if image_size:
+            for stem in ("imagenet", "cifar"):
+                with torch.device("meta"):
+                    stemmed = build_model(name, num_classes, in_chans, **{**options, "stem": stem})
+                row[f"flops_{stem}"] = count_flops(stemmed, in_chans, image_size)
+        rows.append(row)
     return rows
 
 
-def format_model_table(num_classes: int = 10, in_chans: int = 3) -> str:
-    """Markdown table of every registered model and its parameter count for this class/channel count."""
-    lines = [f"| model | description | parameters ({num_classes} classes, {in_chans} ch) |",
-             "|---|---|---:|"]
-    for row in model_summary_rows(num_classes, in_chans):
-        lines.append(f"| `{row['name']}` | {row['description']} | {row['parameters']:,} |")
+def format_model_table(num_classes: int = 10, in_chans: int = 3, image_size: int | None = None) -> str:
+    """Markdown table of every registered model and its parameter count for this class/channel count; with
+    `image_size`, also its forward GFLOPs per image with the paper's (ImageNet) stem and the small-image stem."""
+    flops = f" GFLOPs/image at {image_size} px: paper stem | small-image stem |" if image_size else ""
+    lines = [f"| model | description | parameters ({num_classes} classes, {in_chans} ch) |" + flops,
+             "|---|---|---:|" + ("---:|---:|" if image_size else "")]
+    for row in model_summary_rows(num_classes, in_chans, image_size):
+        cells = f"| `{row['name']}` | {row['description']} | {row['parameters']:,} |"
+        if image_size:
+            cells += f" {row['flops_imagenet'] / 1e9:.3f} | {row['flops_cifar'] / 1e9:.3f} |"
+        lines.append(cells)
     return "\n".join(lines)
 
 
 __all__ = [
-    "MODELS", "build_model", "list_models", "model_options", "logits_of", "count_parameters", "model_summary_rows",
-    "format_model_table", "Backbone", "BasicBlock", "NonResidualBlock", "SEModule", "CBAM", "make_stem",
+    "MODELS", "build_model", "list_models", "model_options", "logits_of", "count_parameters", "count_flops",
+    "model_summary_rows", "format_model_table", "Backbone", "BasicBlock", "NonResidualBlock", "SEModule", "CBAM", "make_stem",
     "kaiming_init_", "ResNetClassifier", "GradAttn", "GradAttnMLP", "TransformerConfig",
     "RotaryEmbedding", "MultiHeadAttentionWithRoPE", "TransformerEncoderLayerWithRoPE",
     "resnet18", "se_resnet18", "cbam_resnet18", "plain18", "gradattn_nope", "gradattn_nope_d32",

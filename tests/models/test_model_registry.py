@@ -4,9 +4,10 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from gradattn.models import (build_model, count_parameters, format_model_table, list_models, logits_of,
-                             model_options, model_summary_rows)
+from gradattn.models import (build_model, count_flops, count_parameters, format_model_table, list_models,
+                             logits_of, model_options, model_summary_rows)
 
 PAPER_MODELS = ["resnet18", "se_resnet18", "cbam_resnet18", "gradattn_nope", "gradattn_nope_d32",
                 "gradattn_lpe", "gradattn_rope"]
@@ -79,6 +80,25 @@ def test_summary_rows_and_markdown_table_are_computed_per_configuration():
     assert len(table) == 2 + len(list_models())
     resnet_line = next(line for line in table if "`resnet18`" in line)
     assert resnet_line.rstrip(" |").endswith("11,175,370")
+
+
+def test_flops_count_the_encoder_exactly_and_the_small_image_stem_costs_over_ten_times_more():
+    def flops(name, **options):
+        with torch.device("meta"):
+            return count_flops(build_model(name, 10, 3, **options), in_chans=3, image_size=32)
+
+    tokens, d, ff = 5, 256, 512     # per encoder layer: QKV, output projection, scores, weighted sum, feed-forward
+    per_layer = 2 * (tokens * d * 3 * d + tokens * d * d + 2 * tokens * tokens * d + 2 * tokens * d * ff)
+    assert flops("gradattn_nope", num_layers=3) - flops("gradattn_nope", num_layers=1) == 2 * per_layer
+    real = build_model("resnet18", 10, 3).train()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        real(torch.zeros(2, 3, 32, 32))
+    assert flops("resnet18") == counter.get_total_flops() // 2 and real.training
+    assert flops("resnet18", stem="cifar") > 10 * flops("resnet18")
+    rows = {r["name"]: r for r in model_summary_rows(10, 1, image_size=28)}
+    assert rows["gradattn_lpe"]["flops_cifar"] > 10 * rows["gradattn_lpe"]["flops_imagenet"] > 0
+    header = format_model_table(10, 1, image_size=28).splitlines()[0]
+    assert "GFLOPs/image at 28 px: paper stem | small-image stem" in header
 
 
 def test_first_conv_follows_in_chans_and_stem():
