@@ -1,5 +1,7 @@
 """`python -m gradattn check-prose`: decimal numbers in the findings prose must be backed by a table, a run or
 the paper; the repository's own README and docs/findings.md must pass."""
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -7,7 +9,7 @@ from gradattn import cli, findings
 from gradattn.prose_check import backed_numbers, check_prose, prose_of, unbacked_numbers
 from gradattn.results import load_results, run_setting
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 TOP1 = {"resnet18": [90.0, 91.0, 92.5], "gradattn_lpe": [89.0, 91.5, 91.25]}
 
 

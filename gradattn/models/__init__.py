@@ -76,9 +76,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 def count_flops(model: nn.Module, in_chans: int, image_size: int) -> int:
     """Forward FLOPs for one image of `image_size` px, on the meta device, as torch.utils.flop_counter counts
     them: convolutions and matrix products, a multiply-add as 2; element-wise work (RoPE's rotation, norms) is
-    not counted. The model runs in train mode: in eval mode PyTorch's fused transformer
-    encoder path would hide the encoder's matmuls from the counter. Two images, since BatchNorm in train
-    mode needs more than one value per channel."""
+    not counted. The model runs in train mode: in eval mode PyTorch's fused transformer encoder path would hide
+    the encoder's matmuls from the counter. Two images, since BatchNorm in train mode needs more than one value
+    per channel."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training
@@ -128,7 +128,8 @@ def format_model_table(num_classes: int = 10, in_chans: int = 3, image_size: int
 
 __all__ = [
     "MODELS", "build_model", "list_models", "model_options", "logits_of", "count_parameters", "count_flops",
-    "model_summary_rows", "format_model_table", "Backbone", "BasicBlock", "NonResidualBlock", "SEModule", "CBAM", "make_stem",
+    "model_summary_rows", "format_model_table", "Backbone", "BasicBlock", "NonResidualBlock", "SEModule", "CBAM",
+    "make_stem",
     "kaiming_init_", "ResNetClassifier", "GradAttn", "GradAttnMLP", "TransformerConfig",
     "RotaryEmbedding", "MultiHeadAttentionWithRoPE", "TransformerEncoderLayerWithRoPE",
     "resnet18", "se_resnet18", "cbam_resnet18", "plain18", "gradattn_nope", "gradattn_nope_d32",
