@@ -40,7 +40,7 @@ data: $(STAMP)
 	$(PY) -m gradattn data prepare $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 	$(PY) -m gradattn data status $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
-# Data packs that fit one GPU-machine call (docs/gpu_runbook.md); jpegtran re-codes Tiny ImageNet losslessly.
+# Data packs that fit one GPU-machine call (docs/gpu_runbook.md); jpegtran re-codes CIFAR-10's and Tiny ImageNet's JPEGs losslessly.
 packs: $(STAMP)
 	command -v jpegtran >/dev/null || apt-get install -y libjpeg-turbo-progs
 	$(PY) scripts/pack_for_device.py

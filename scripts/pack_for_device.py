@@ -5,20 +5,23 @@ dataset travels in its own call, in the layout of ../shared/data, where `python 
 --shared carry/<pack>` reads it (docs/gpu_runbook.md):
 
 - fmnist:       fashion_mnist/fashion_mnist.npz, copied (31 MB).
-- cifar10:      cifar10/cifar10-jpeg-bytes.npz, copied (56 MB). The 4,000-image lossless file does not fit
-                beside it; the lossless4000 / jpeg4000 comparison is small enough for a CPU.
+- cifar10:      cifar10/cifar10-jpeg-bytes.npz (56 MB), its JPEGs transcoded as below: about 55 % of the
+                size, which leaves room for the tracked tree and the run records. The 4,000-image lossless
+                file is not packed; the lossless4000 / jpeg4000 comparison is small enough for a CPU.
 - tinyimagenet: tiny_imagenet/tiny-imagenet-200-jpeg-train150-val.npz is 81 MB. Its JPEGs are transcoded
                 with `jpegtran -arithmetic -copy none` (Debian: libjpeg-turbo-progs), which re-codes the
                 entropy layer only: every image is decoded before and after and must give identical pixels,
                 or the pack is not written. About 76 % of the size; the npz records how it was made.
 - done:         not data: config.json and metrics.json of every finished run under --runs (outputs/gpu), the
-                two files a sweep needs to skip a finished run (gradattn.train.is_finished). A few hundred KiB,
-                so it rides beside any data pack, where all of outputs/gpu (4 MiB a dataset, gradient flow
-                and histories included) would push CIFAR-10's call over 64 MiB. scripts/device_run.sh copies
-                carry/done/runs into outputs/gpu/runs on the machine, never over a record already there.
+                two files a sweep needs to skip a finished run (gradattn.train.is_finished). A few hundred KiB
+                a dataset (Tiny ImageNet's 18 runs: 8 MiB, for their 200-class confusion matrices; `--datasets`
+                keeps only the call's own), so it rides beside any data pack, where all of outputs/gpu
+                (4 MiB a dataset, gradient flow and histories included) would push CIFAR-10's call over
+                64 MiB. scripts/device_run.sh copies carry/done/runs into outputs/gpu/runs on the machine,
+                never over a record already there.
 
 Usage: python scripts/pack_for_device.py [--shared ../shared/data] [--out carry] [--packs fmnist,cifar10,tinyimagenet,done]
-       [--runs outputs/gpu]
+       [--runs outputs/gpu] [--datasets cifar10]   (--datasets: the done pack records only these datasets' runs)
 """
 from __future__ import annotations
 
@@ -43,6 +46,7 @@ TRANSCODE = ("jpegtran", "-arithmetic", "-copy", "none")
 PACKS = {"fmnist": [("fashion_mnist", "fashion_mnist.npz")],
          "cifar10": [("cifar10", "cifar10-jpeg-bytes.npz")],
          "tinyimagenet": [("tiny_imagenet", TINY)]}
+TRANSCODED = {"cifar10": ("train", "test"), "tinyimagenet": ("train", "val")}   # pack: the splits re-coded
 
 
 RECORDS = "done"
@@ -91,10 +95,12 @@ def transcode_blob(blob: np.ndarray, offsets: np.ndarray, workers: int = 2) -> t
     return np.frombuffer(b"".join(coded), dtype=np.uint8), new_offsets
 
 
-def pack_tinyimagenet(source: Path, target: Path, workers: int = 2) -> None:
+def pack_transcoded(source: Path, target: Path, splits: tuple[str, ...], workers: int = 2) -> None:
+    """Copy a (bytes, offsets) JPEG npz with every image of `splits` losslessly transcoded; the npz
+    records the command, which `gradattn data prepare` writes into the dataset's MANIFEST."""
     with np.load(source) as z:
         arrays = {k: z[k] for k in z.files}
-    for split in ("train", "val"):
+    for split in splits:
         before = arrays[f"{split}_jpeg"].nbytes
         arrays[f"{split}_jpeg"], arrays[f"{split}_offsets"] = transcode_blob(
             arrays[f"{split}_jpeg"], arrays[f"{split}_offsets"], workers)
@@ -120,8 +126,8 @@ def make_pack(name: str, shared: Path, out: Path, workers: int = 2) -> Path:
             print(f"{name}: {target} is up to date")
             continue
         print(f"{name}: writing {target}", flush=True)
-        if name == "tinyimagenet":
-            pack_tinyimagenet(source, target, workers)
+        if name in TRANSCODED:
+            pack_transcoded(source, target, TRANSCODED[name], workers)
         else:
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(source, tmp)
@@ -129,19 +135,26 @@ def make_pack(name: str, shared: Path, out: Path, workers: int = 2) -> Path:
     return folder
 
 
-def pack_finished_runs(runs_out: Path, out: Path) -> Path:
-    """Write carry/done/runs/<run key>/{config,metrics}.json for every finished run under runs_out/runs;
-    the folder is built beside its final name and swapped in, so a cut pack never looks complete."""
+def pack_finished_runs(runs_out: Path, out: Path, datasets: list[str] | None = None) -> Path:
+    """Write carry/done/runs/<run key>/{config,metrics}.json for every finished run under runs_out/runs
+    (of `datasets` only, when given: Tiny ImageNet's 200-class confusion matrices make its records 8 MiB,
+    which a CIFAR-10 call has no room for); the folder is built beside its final name and swapped in, so a
+    cut pack never looks complete."""
+    from gradattn.profiles import ALL_DATASETS
     runs = runs_out / "runs"
     if not runs.is_dir():
         raise PackError(f"{runs} not found: pass --runs, the sweep output folder (e.g. outputs/gpu) whose "
                         "finished runs the device should skip")
+    unknown = sorted(set(datasets or ()) - set(ALL_DATASETS))
+    if unknown:
+        raise PackError(f"--datasets {','.join(unknown)}: not a dataset; use the names of "
+                        f"`gradattn sweep --datasets` ({', '.join(ALL_DATASETS)})")
     folder, tmp = out / RECORDS, out / f".{RECORDS}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     count = 0
     for metrics in sorted(runs.glob("**/metrics.json")):
         run = metrics.parent
-        if not (run / "config.json").is_file():
+        if not (run / "config.json").is_file() or (datasets and run.relative_to(runs).parts[0] not in datasets):
             continue
         target = tmp / "runs" / run.relative_to(runs)
         target.mkdir(parents=True)
@@ -166,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packs", default=",".join(PACKS), help=f"comma list of {', '.join([*PACKS, RECORDS])}")
     parser.add_argument("--runs", default=str(ROOT / "outputs" / "gpu"),
                         help="for the done pack: the sweep output folder whose finished runs to record")
+    parser.add_argument("--datasets", default="",
+                        help="for the done pack: record only these datasets' runs (comma list; default all)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jpegtran processes")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.packs.split(",") if n.strip()]
@@ -173,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown pack(s) {unknown}; valid: {', '.join([*PACKS, RECORDS])}")
     tree = tracked_bytes()
-    status = 0
+    status, sizes = 0, {}
     for name in names:
         try:
             if name == RECORDS:
-                folder = pack_finished_runs(Path(args.runs), Path(args.out))
+                folder = pack_finished_runs(Path(args.runs), Path(args.out),
+                                            [d.strip() for d in args.datasets.split(",") if d.strip()])
             else:
                 folder = make_pack(name, Path(args.shared), Path(args.out), args.workers)
         except PackError as err:
@@ -189,6 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {folder} {size / 2**20:.1f} MiB + tracked tree {tree / 2**20:.1f} MiB "
               f"{'fits' if fits else 'DOES NOT FIT'} one call's 64 MiB")
         status = status or (0 if fits else 1)
+        sizes[name] = size
+    if RECORDS in sizes:                  # carried together in one call: the data pack, the records, the tree
+        for name in sizes.keys() - {RECORDS}:
+            total = sizes[name] + sizes[RECORDS] + tree
+            fits = total <= LIMIT_BYTES
+            print(f"{name} + {RECORDS} + tracked tree: {total / 2**20:.1f} MiB "
+                  f"{'fits' if fits else 'DOES NOT FIT (pack done with --datasets of this call only)'} "
+                  "one call's 64 MiB")
+            status = status or (0 if fits else 1)
     return status
 
 

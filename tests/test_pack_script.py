@@ -20,10 +20,10 @@ def load_script():
     return module
 
 
-def _jpeg(seed: int) -> bytes:
+def _jpeg(seed: int, size: int = 64) -> bytes:
     rng = np.random.default_rng(seed)
     buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 
@@ -92,6 +92,41 @@ def test_tiny_imagenet_pack_is_smaller_and_decodes_to_the_same_pixels(tmp_path):
     assert len(splits.train) + len(splits.val) == 400 and len(splits.test) == 200
 
 
+def write_cifar_shared(shared: Path) -> dict:
+    """The shared CIFAR-10 npz layout: 2 train and 1 test JPEG per class."""
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    arrays = {"classes": np.array(classes)}
+    for split, per_class in (("train", 2), ("test", 1)):
+        labels = np.repeat(np.arange(10), per_class).astype(np.uint8)
+        arrays[f"{split}_jpeg"], arrays[f"{split}_offsets"] = _blob([_jpeg(7000 * per_class + i, size=32)
+                                                                     for i in range(len(labels))])
+        arrays[f"{split}_labels"] = labels
+    (shared / "cifar10").mkdir(parents=True)
+    np.savez(shared / "cifar10" / "cifar10-jpeg-bytes.npz", **arrays)
+    return arrays
+
+
+@pytest.mark.skipif(shutil.which("jpegtran") is None,
+                    reason="jpegtran absent (apt-get install libjpeg-turbo-progs); the CIFAR-10 pack needs it")
+def test_cifar10_pack_is_transcoded_and_prepares_the_same_pixels(tmp_path):
+    pack = load_script()
+    original = write_cifar_shared(tmp_path / "shared")
+    folder = pack.make_pack("cifar10", tmp_path / "shared", tmp_path / "carry", workers=1)
+    with np.load(folder / "cifar10" / "cifar10-jpeg-bytes.npz") as z:
+        assert "arithmetic" in str(z["transcoded"])
+        assert z["train_jpeg"].nbytes < original["train_jpeg"].nbytes
+
+    from gradattn.data import cli_prepare
+    assert cli_prepare(tmp_path / "root", folder, use_apt=False, datasets=("cifar10",)) == 0
+    manifest = (tmp_path / "root" / "cifar10" / "MANIFEST.json").read_text()
+    assert "losslessly transcoded" in manifest and "YoongiKim" in manifest
+    first = original["test_jpeg"][original["test_offsets"][0]:original["test_offsets"][1]].tobytes()
+    written = (tmp_path / "root" / "cifar10" / "test" / "airplane" / "00000.jpg").read_bytes()
+    assert written != first
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(written)).convert("RGB")),
+                          np.asarray(Image.open(io.BytesIO(first)).convert("RGB")))
+
+
 def test_transcode_failure_is_a_clear_error(monkeypatch):
     pack = load_script()
     monkeypatch.setattr(pack, "TRANSCODE", ("no-such-jpegtran-binary",))
@@ -126,3 +161,34 @@ def test_done_pack_keeps_only_the_records_a_sweep_needs_to_skip_a_finished_run(t
 
     assert pack.main(["--packs", "done", "--runs", str(tmp_path / "absent"), "--out", str(tmp_path / "c2")]) == 2
     assert "--runs" in capsys.readouterr().err
+
+
+def test_done_pack_can_keep_one_datasets_records_and_names_a_typo(tmp_path, capsys):
+    from gradattn.train import TrainConfig, write_json
+
+    pack = load_script()
+    for dataset in ("cifar10", "tinyimagenet"):
+        cfg = TrainConfig(dataset=dataset, model="resnet18", protocol="paper", seed=0, out_dir=str(tmp_path / "gpu"))
+        cfg.run_dir.mkdir(parents=True)
+        write_json(cfg.run_dir / "config.json", cfg.to_dict())
+        write_json(cfg.run_dir / "metrics.json", {"run_key": cfg.run_key, "top1": 10.0})
+    args = ["--packs", "done", "--runs", str(tmp_path / "gpu"), "--out", str(tmp_path / "carry")]
+
+    assert pack.main([*args, "--datasets", "cifar10"]) == 0
+    assert "1 finished runs" in capsys.readouterr().out
+    assert [p.name for p in (tmp_path / "carry" / "done" / "runs").iterdir()] == ["cifar10"]
+    assert pack.main([*args, "--datasets", "cifar"]) == 2
+    assert "--datasets cifar: not a dataset" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "carry" / "done" / "runs").iterdir()] == ["cifar10"]   # left as it was
+
+
+def test_a_data_pack_and_the_records_are_checked_together(tmp_path, capsys, monkeypatch):
+    pack = load_script()
+    shared = tmp_path / "shared"
+    (shared / "fashion_mnist").mkdir(parents=True)
+    (shared / "fashion_mnist" / "fashion_mnist.npz").write_bytes(b"\0" * 2**20)
+    (tmp_path / "gpu" / "runs").mkdir(parents=True)
+    monkeypatch.setattr(pack, "tracked_bytes", lambda root=None: 63.5 * 2**20)
+    assert pack.main(["--packs", "fmnist,done", "--shared", str(shared), "--runs", str(tmp_path / "gpu"),
+                      "--out", str(tmp_path / "carry")]) == 1
+    assert "fmnist + done + tracked tree: 64.5 MiB DOES NOT FIT" in capsys.readouterr().out

@@ -128,6 +128,11 @@ def prepare_cifar10(root: Path, shared: Path | None) -> None:
         print("cifar10: no shared JPEG copy found; skipped")
         return
     folder = root / "cifar10"
+    with np.load(npz) as z:
+        transcoded = str(z["transcoded"]) if "transcoded" in z.files else None
+    origin = CIFAR_JPEG_ORIGIN if transcoded is None else (
+        f"{CIFAR_JPEG_ORIGIN}; from a device pack whose JPEGs were losslessly transcoded ({transcoded}): the "
+        "same decoded pixels as the copy's own files")
 
     def build(tmp):
         with np.load(npz) as z:
@@ -143,7 +148,7 @@ def prepare_cifar10(root: Path, shared: Path | None) -> None:
         if lossless.is_file():
             shutil.copyfile(lossless, tmp / CIFAR_LOSSLESS)
 
-    _prepare(folder, _stamp(npz), CIFAR_JPEG_ORIGIN, build,
+    _prepare(folder, _stamp(npz), origin, build,
              note=f"{CIFAR_LOSSLESS}: the first 4,000 images of data_batch_1, lossless (variant lossless4000)")
 
 
