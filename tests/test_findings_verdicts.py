@@ -59,6 +59,26 @@ def test_health_evidence_names_the_dataset_where_the_corrected_score_drops():
     assert "fashionmnist corrected:" not in evidence           # no corrected gap there
 
 
+def health_runs(dataset, resnet_top1, gradattn_top1, gradattn_health):
+    """One seed of ResNet-18 (health 100 % either way) and GradAttn whose low health survives the correction."""
+    return [(dataset, "resnet18", "corrected", 0, resnet_top1, 1.0, 1.0, 0, False),
+            (dataset, "gradattn_lpe", "corrected", 0, gradattn_top1, gradattn_health, gradattn_health, 1, False)]
+
+
+def test_lower_health_that_goes_with_better_accuracy_is_reproduced():
+    df = runs(health_runs("tinyimagenet", 23.0, 26.0, 0.8) + health_runs("cifar10", 80.0, 81.0, 0.9))
+    table = claim_verdicts(df, "paper").set_index("claim")
+    assert table.loc["controlled_instabilities", "verdict"] == "reproduced"
+    assert "GradAttn's top-1 is higher in 2 of these 2 groups" in table.loc["controlled_instabilities", "evidence"]
+
+
+def test_lower_health_that_goes_with_worse_accuracy_is_not_reproduced():
+    df = runs(health_runs("tinyimagenet", 23.0, 26.0, 0.8) + health_runs("cifar10", 80.0, 78.0, 0.9))
+    table = claim_verdicts(df, "paper").set_index("claim")
+    assert table.loc["controlled_instabilities", "verdict"] == "not reproduced"    # 1 of 2 is not most
+    assert "higher in 1 of these 2 groups" in table.loc["controlled_instabilities", "evidence"]
+
+
 def tagged(rows):
     """Rows as collect_results gives them: model_tag and the setting derived from it."""
     from gradattn.results import run_setting
