@@ -319,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.image_size is not None and args.image_size < 1:
                 raise ConfigError(f"--image-size {args.image_size}: give the image side in pixels, e.g. 28 "
                                   f"(Fashion-MNIST), 32 (CIFAR-10) or 64 (Tiny ImageNet)")
-            print(format_model_table(num_classes=args.num_classes, in_chans=args.in_chans,
-                                     image_size=args.image_size))
+            try:
+                table = format_model_table(num_classes=args.num_classes, in_chans=args.in_chans,
+                                           image_size=args.image_size)
+            except ValueError as err:      # --num-classes 0, --in-chans 0: the model's own check says which
+                raise ConfigError(f"models: {err}") from None
+            print(table)
             return 0
         if args.command == "data":
             from gradattn.data import cli_prepare, cli_status

@@ -76,6 +76,8 @@ def test_models_prints_every_registered_model(capsys):
     assert "GFLOPs/image at 28 px" in capsys.readouterr().out
     assert main(["models", "--image-size", "0"]) == USAGE_ERROR
     assert "--image-size 0: give the image side in pixels" in capsys.readouterr().err
+    assert main(["models", "--num-classes", "0"]) == USAGE_ERROR        # the model's own check, no traceback
+    assert "models: num_classes must be an int >= 2, got 0" in capsys.readouterr().err
 
 
 def test_train_end_to_end_on_embedded_sample_then_export(tmp_path):

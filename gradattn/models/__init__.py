@@ -81,6 +81,9 @@ def count_flops(model: nn.Module, in_chans: int, image_size: int) -> int:
     per channel."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be the image side in pixels (an int >= 1), got {image_size!r}")
+
     was_training = model.training
     model.train()
     try:

@@ -83,9 +83,9 @@ def test_summary_rows_and_markdown_table_are_computed_per_configuration():
 
 
 def test_flops_count_the_encoder_exactly_and_the_small_image_stem_costs_over_ten_times_more():
-    def flops(name, **options):
+    def flops(name, image_size=32, **options):
         with torch.device("meta"):
-            return count_flops(build_model(name, 10, 3, **options), in_chans=3, image_size=32)
+            return count_flops(build_model(name, 10, 3, **options), in_chans=3, image_size=image_size)
 
     tokens, d, ff = 5, 256, 512     # per encoder layer: QKV, output projection, scores, weighted sum, feed-forward
     per_layer = 2 * (tokens * d * 3 * d + tokens * d * d + 2 * tokens * tokens * d + 2 * tokens * d * ff)
@@ -97,6 +97,8 @@ def test_flops_count_the_encoder_exactly_and_the_small_image_stem_costs_over_ten
     assert flops("resnet18", stem="cifar") > 10 * flops("resnet18")
     rows = {r["name"]: r for r in model_summary_rows(10, 1, image_size=28)}
     assert rows["gradattn_lpe"]["flops_cifar"] > 10 * rows["gradattn_lpe"]["flops_imagenet"] > 0
+    with pytest.raises(ValueError, match="image side in pixels"):
+        flops("resnet18", image_size=0)
     header = format_model_table(10, 1, image_size=28).splitlines()[0]
     assert "GFLOPs/image at 28 px: paper stem | small-image stem" in header
 
