@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 Image = pytest.importorskip("PIL.Image")
+needs_jpegtran = pytest.mark.skipif(shutil.which("jpegtran") is None, reason="jpegtran absent (apt-get install "
+                                    "libjpeg-turbo-progs); the CIFAR-10 and Tiny ImageNet packs need it")
 
 
 def load_script():
@@ -65,8 +67,7 @@ def test_copy_packs_hold_the_shared_file_and_a_missing_source_is_named(tmp_path,
     assert not (tmp_path / "carry" / "cifar10" / "cifar10" / "cifar10-jpeg-bytes.npz").exists()
 
 
-@pytest.mark.skipif(shutil.which("jpegtran") is None,
-                    reason="jpegtran absent (apt-get install libjpeg-turbo-progs); the Tiny ImageNet pack needs it")
+@needs_jpegtran
 def test_tiny_imagenet_pack_is_smaller_and_decodes_to_the_same_pixels(tmp_path):
     pack = load_script()
     original = write_tiny_shared(tmp_path / "shared")
@@ -106,8 +107,7 @@ def write_cifar_shared(shared: Path) -> dict:
     return arrays
 
 
-@pytest.mark.skipif(shutil.which("jpegtran") is None,
-                    reason="jpegtran absent (apt-get install libjpeg-turbo-progs); the CIFAR-10 pack needs it")
+@needs_jpegtran
 def test_cifar10_pack_is_transcoded_and_prepares_the_same_pixels(tmp_path):
     pack = load_script()
     original = write_cifar_shared(tmp_path / "shared")
