@@ -10,6 +10,7 @@ imported lazily.
 from __future__ import annotations
 
 import json
+import re
 from itertools import combinations
 from pathlib import Path
 
@@ -268,6 +269,39 @@ def jpeg_cost_table(df):
         except ValueError:
             row.update({"lossless − JPEG (points)": None, "pairs": 0})
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def budget_table(df):
+    """What a reduced epoch budget changes: per dataset, protocol, model and setting, the runs at the paper's
+    budget against the same configuration cut to N epochs (setting "eN" beside ""; "cifarstem-e8" beside
+    "cifarstem"), with Welch's interval for the difference (different runs, so seeds do not pair). A model
+    that gains much more than its baseline from the longer run is misjudged by the reduced budget."""
+    import pandas as pd
+
+    from gradattn import stats
+    from gradattn.results import run_setting
+    if df.empty:
+        return pd.DataFrame()
+    runs = df[df["variant"].isna()] if "variant" in df else df
+    setting = [run_setting(m, t) for m, t in zip(runs["model"], runs["model_tag"])]
+    split = [re.fullmatch(r"(?:(.*)-)?e(\d+)", s) for s in setting]
+    runs = runs.assign(base=[m.group(1) or "" if m else s for m, s in zip(split, setting)],
+                       reduced=[f"e{m.group(2)}" if m else "" for m in split])
+    rows = []
+    data = "data" if "data" in runs else "dataset"        # "(train subset)" where the files were one
+    for (dataset, protocol, model, base), group in runs.groupby([data, "protocol", "model", "base"], sort=True):
+        full = group[group["reduced"] == ""]["top1"].tolist()
+        for reduced, short in group[group["reduced"] != ""].groupby("reduced", sort=True):
+            if len(full) < 2 or len(short) < 2:
+                continue
+            diff = stats.welch_difference(full, short["top1"].tolist())
+            rows.append({"dataset": dataset, "protocol": protocol, "model": model, "setting": base,
+                         "reduced budget": reduced, "paper's budget top-1": round(sum(full) / len(full), 2),
+                         "reduced top-1": round(float(short["top1"].mean()), 2), "n": diff["n"],
+                         "n reduced": diff["n_baseline"], "gain": round(diff["mean"], 2),
+                         "ci_low": round(diff["ci_low"], 2), "ci_high": round(diff["ci_high"], 2),
+                         "excludes_zero": diff["excludes_zero"]})
     return pd.DataFrame(rows)
 
 

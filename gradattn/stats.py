@@ -60,6 +60,25 @@ def paired_difference(values, baseline, seeds=None, baseline_seeds=None) -> dict
     return out
 
 
+def welch_difference(values, baseline) -> dict:
+    """Mean of `values` minus mean of `baseline` for two independent groups of runs (different budgets, say,
+    where seeds do not pair), with Welch's 95 % t-interval; its degrees of freedom (Welch-Satterthwaite) are
+    rounded down, which widens the interval slightly. Needs two values a side."""
+    a, b = (np.asarray([v for v in side if v is not None and not math.isnan(v)], dtype=float)
+            for side in (values, baseline))
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"Welch's interval needs 2 values a side, got {a.size} and {b.size}")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    mean, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
+    if se == 0:
+        df, half = a.size + b.size - 2, 0.0
+    else:
+        df = int((va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1)))
+        half = t_critical(max(df, 1)) * se
+    return {"n": int(a.size), "n_baseline": int(b.size), "mean": mean, "df": df, "ci_low": mean - half,
+            "ci_high": mean + half, "half_width": half, "excludes_zero": bool(mean - half > 0 or mean + half < 0)}
+
+
 def sampling_se(accuracy_percent: float, n_test: int) -> float:
     """Binomial standard error (in points) of one test accuracy measured on n_test images (SPEC 7.8)."""
     p = accuracy_percent / 100.0

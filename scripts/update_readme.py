@@ -92,8 +92,9 @@ def _run_details(runs) -> dict:
 def findings_pairs(path: Path = RESULTS) -> str:
     """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds), the
     ablation ladder (plain18 -> gradattn_mlp -> gradattn_nope, resnet18 vs plain18), each GradAttn variant vs
-    plain18, and the cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), from the committed runs."""
-    from gradattn.findings import ablation_pairs, jpeg_cost_table, paired_table, plain18_pairs
+    plain18, the cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000) and what the reduced epoch budget
+    changes (the paper's budget vs e.g. 8 epochs), from the committed runs."""
+    from gradattn.findings import ablation_pairs, budget_table, jpeg_cost_table, paired_table, plain18_pairs
 
     df = _full_runs(path)
     if df.empty:
@@ -123,6 +124,17 @@ def findings_pairs(path: Path = RESULTS) -> str:
             ci = ("n/a" if diff is None or pd.isna(r.get("ci_low")) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]")
             out += (f"\n| {r['model']} | {_setting_cell(r['setting'])} | {r['lossless4000 top-1']} | {r['jpeg4000 top-1']} | "
                     f"{'' if diff is None else f'{diff:+.2f}'} | {ci} |")
+    budget = budget_table(df)
+    if len(budget):
+        out += ("\n\nWhat the reduced epoch budget changes (`findings.budget_table`): each configuration at the paper's "
+                "budget minus the same one cut to a few epochs; different runs, so Welch's interval, not paired "
+                "(test top-1 %):\n\n| dataset | protocol | setting | model | reduced | paper's budget | reduced "
+                "budget | runs | gain (points) | 95 % CI |\n|---|---|---|---|---|---:|---:|---|---:|---|")
+        for r in budget.to_dict("records"):
+            full_budget = r["paper's budget top-1"]
+            out += (f"\n| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | "
+                    f"`{r['reduced budget']}` | {full_budget:.2f} | {r['reduced top-1']:.2f} | "
+                    f"{r['n']} + {r['n reduced']} | {r['gain']:+.2f} | [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] |")
     return out
 
 

@@ -83,3 +83,14 @@ def test_cli_prints_the_chosen_tables_for_the_chosen_datasets(monkeypatch, capsy
     out = capsys.readouterr().out
     assert [line.split(":")[0] for line in out.splitlines() if line.startswith("== ")] == \
         ["== verdicts", "== beside-paper", "== paired"]
+
+
+def test_budget_compares_each_configuration_at_the_papers_budget_with_its_reduced_one():
+    table = build_table(runs(tags=("", "e8")), "budget").set_index(["protocol", "model"])
+    assert len(table) == 2 * len(TOP1)                       # both protocols, every model
+    row = table.loc[("paper", "gradattn_lpe")]
+    assert (row["setting"], row["reduced budget"], row["n"], row["n reduced"]) == ("", "e8", 3, 3)
+    assert row["gain"] == pytest.approx(-2.0)                 # runs() puts the e8 runs 2 points higher
+    assert row["ci_low"] + row["ci_high"] == pytest.approx(-4.0, abs=0.02)   # Welch interval around the gain
+    assert row["ci_low"] < -2.0 < row["ci_high"] and not row["excludes_zero"]  # 3 seeds' spread covers 2 points
+    assert build_table(runs(), "budget").empty               # no reduced runs: nothing to compare

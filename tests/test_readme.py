@@ -174,3 +174,18 @@ def test_relative_links_in_the_docs_point_at_files_that_exist():
             if not (page.parent / target.split("#")[0]).exists():
                 broken.append(f"{page.relative_to(ROOT)} -> {target}")
     assert not broken, f"links to missing files: {broken}"
+
+
+def test_findings_pairs_show_what_the_reduced_budget_changes(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    path = tmp_path / "results.csv"
+    for seed in range(3):
+        for tag, top1 in (("resnet18", 24.0 + seed), ("resnet18-e8", 21.0 + seed)):
+            append_result({"run_key": f"tinyimagenet/{tag}/paper/seed{seed}", "dataset": "tinyimagenet",
+                           "model": "resnet18", "model_tag": tag, "protocol": "paper", "seed": seed,
+                           "is_sample": False, "top1": top1, "device": "cpu"}, path)
+    rows = [line for line in updater.findings_pairs(path).splitlines() if "| `e8` |" in line]
+    assert rows == ["| tinyimagenet | paper | paper's | resnet18 | `e8` | 25.00 | 22.00 | 3 + 3 | +3.00 | "
+                    "[+0.73, +5.27] |"]   # Welch: se sqrt(2/3), df 4, t 2.776 -> half-width 2.27

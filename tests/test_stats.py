@@ -56,3 +56,18 @@ def test_summarize_and_paired_vs_baseline_on_a_tidy_frame():
     paired = paired_vs_baseline(df)
     assert list(paired["model"]) == ["gradattn_lpe"]
     assert paired.loc[0, "mean"] == pytest.approx(np.mean([1.0, 1.5, 1.0]))
+
+
+def test_welch_difference_matches_scipy_with_its_degrees_of_freedom_rounded_down():
+    from gradattn.stats import welch_difference
+    a, b = [25.0, 25.6, 26.5], [12.0, 13.9, 13.1, 12.2]
+    out = welch_difference(a, b)
+    result = sps.ttest_ind(a, b, equal_var=False)
+    se = (np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 4) ** 0.5
+    assert out["mean"] == pytest.approx(np.mean(a) - np.mean(b))
+    assert out["mean"] / se == pytest.approx(result.statistic)
+    assert out["df"] == math.floor(result.df)
+    assert out["half_width"] == pytest.approx(sps.t.ppf(0.975, out["df"]) * se, rel=1e-5)
+    assert out["excludes_zero"] and (out["n"], out["n_baseline"]) == (3, 4)
+    with pytest.raises(ValueError, match="2 values a side, got 3 and 1"):
+        welch_difference(a, [12.0])
