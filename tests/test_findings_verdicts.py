@@ -322,3 +322,17 @@ def test_plain18_pairs_give_each_gradattn_variant_over_the_plain_backbone():
     assert pairs.loc["gradattn_rope", "mean"] == pytest.approx(2.0)
     assert pairs.loc["gradattn_mlp", "mean"] == pytest.approx(2 / 3)
     assert plain18_pairs(df[df["model"] != "plain18"]).empty
+
+
+def test_wins_are_judged_at_the_papers_own_settings_when_they_have_seeds():
+    rows = []
+    for seed in range(3):      # 8 epochs: a clear win; the paper's budget: none
+        for tag, resnet, lpe in (("-e8", 60.0, 66.0), ("", 65.0, 65.5)):
+            rows += [("fashionmnist", "resnet18", "resnet18" + tag, "paper", seed, resnet + seed),
+                     ("fashionmnist", "gradattn_lpe", "gradattn_lpe" + tag, "paper", seed, lpe + seed % 2)]
+    df = tagged([(*r, None) for r in rows])
+    table = claim_verdicts(df.assign(is_sample=False), "paper").set_index("claim")
+    assert "0 of 1 datasets run under it (none)" in table.loc["wins_5_of_8", "evidence"]
+    only_e8 = df[df["setting"] == "e8"].assign(is_sample=False)
+    evidence = claim_verdicts(only_e8, "paper").set_index("claim").loc["wins_5_of_8", "evidence"]
+    assert "1 of 1 datasets run under it (fashionmnist); judged at other settings: fashionmnist: e8" in evidence
