@@ -5,8 +5,8 @@ dataset travels in its own call, in the layout of ../shared/data, where `python 
 --shared carry/<pack>` reads it (docs/gpu_runbook.md):
 
 - fmnist:       fashion_mnist/fashion_mnist.npz, copied (31 MB).
-- cifar10:      cifar10/cifar10-jpeg-bytes.npz (56 MB), its JPEGs transcoded as below: about 55 % of the
-                size, which leaves room for the tracked tree and the run records. The 4,000-image lossless
+- cifar10:      cifar10/cifar10-jpeg-bytes.npz (56 MB), its JPEGs transcoded as below: 17.5 of 53.2 MiB,
+                which leaves room for the tracked tree, the run records and the Fashion-MNIST pack. The 4,000-image lossless
                 file is not packed; the lossless4000 / jpeg4000 comparison is small enough for a CPU.
 - tinyimagenet: tiny_imagenet/tiny-imagenet-200-jpeg-train150-val.npz is 81 MB. Its JPEGs are transcoded
                 with `jpegtran -arithmetic -copy none` (Debian: libjpeg-turbo-progs), which re-codes the
