@@ -122,14 +122,19 @@ def prepare_fashionmnist(root: Path, shared: Path | None, use_apt: bool) -> None
     _prepare(folder, stamp, origin, build)
 
 
+def _transcoded_by(npz: Path) -> str | None:
+    """The command a device pack re-coded its JPEGs with (scripts/pack_for_device.py), or None for the source."""
+    with np.load(npz) as z:
+        return str(z["transcoded"]) if "transcoded" in z.files else None
+
+
 def prepare_cifar10(root: Path, shared: Path | None) -> None:
     npz = shared / "cifar10" / "cifar10-jpeg-bytes.npz" if shared else None
     if npz is None or not npz.is_file():
         print("cifar10: no shared JPEG copy found; skipped")
         return
     folder = root / "cifar10"
-    with np.load(npz) as z:
-        transcoded = str(z["transcoded"]) if "transcoded" in z.files else None
+    transcoded = _transcoded_by(npz)
     origin = CIFAR_JPEG_ORIGIN if transcoded is None else (
         f"{CIFAR_JPEG_ORIGIN}; from a device pack whose JPEGs were losslessly transcoded ({transcoded}): the "
         "same decoded pixels as the copy's own files")
@@ -159,8 +164,7 @@ def prepare_tinyimagenet(root: Path, shared: Path | None) -> None:
         return
     folder = root / "tinyimagenet"
     counts = {}
-    with np.load(npz) as z:
-        transcoded = str(z["transcoded"]) if "transcoded" in z.files else None
+    transcoded = _transcoded_by(npz)
     origin = (f"rebuilt from {npz.name} (the dataset's own JPEGs, not re-encoded)" if transcoded is None else
               f"rebuilt from {npz.name}, a device pack whose JPEGs were losslessly transcoded ({transcoded}): "
               "the same decoded pixels as the dataset's own files")
