@@ -22,11 +22,16 @@ def t_critical(df: int) -> float:
     return _T975[df - 1] if df <= len(_T975) else 1.959964
 
 
+def _finite(values) -> np.ndarray:
+    """The values that are numbers: a run without a result (None, NaN) is left out, not counted as zero."""
+    return np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+
+
 def mean_ci(values, confidence_level: float = 0.95) -> dict:
     """n, mean, sample std and the 95 % t-interval of the mean. With one value the interval is undefined (NaN)."""
     if confidence_level != 0.95:
         raise ValueError("only 95 % intervals are supported")
-    x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
+    x = _finite(values)
     n = int(x.size)
     if n == 0:
         raise ValueError("mean_ci needs at least one finite value")
@@ -64,8 +69,7 @@ def welch_difference(values, baseline) -> dict:
     """Mean of `values` minus mean of `baseline` for two independent groups of runs (different budgets, say,
     where seeds do not pair), with Welch's 95 % t-interval; its degrees of freedom (Welch-Satterthwaite) are
     rounded down, which widens the interval slightly. Needs two values a side."""
-    a, b = (np.asarray([v for v in side if v is not None and not math.isnan(v)], dtype=float)
-            for side in (values, baseline))
+    a, b = _finite(values), _finite(baseline)
     if a.size < 2 or b.size < 2:
         raise ValueError(f"Welch's interval needs 2 values a side, got {a.size} and {b.size}")
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
