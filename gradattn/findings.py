@@ -391,7 +391,7 @@ def claim_verdicts(df, profile: str):
             better = sum(diff > 0 for _, _, diff in lower)
             evidence = (f"ResNet-18 minus GradAttn health score: faithful {f_gap:+.1f} pts, corrected "
                         f"(measured layers only) {c_gap:+.1f} pts; dead GradAttn layers: {dead}"
-                        + _lower_health_evidence(lower))
+                        + _lower_health_evidence(lower, better))
             artefact, coincides = c_gap < f_gap - 1, 2 * better > len(lower)
             verdict = "not reproduced" if artefact or not coincides else "reproduced"
             rows.append(("controlled_instabilities", verdict, evidence,
@@ -479,10 +479,10 @@ def _pe_reversals(pairs) -> list[str]:
     return out
 
 
-def _lower_health_evidence(groups: list[tuple[str, float, float]]) -> str:
+def _lower_health_evidence(groups: list[tuple[str, float, float]], better: int) -> str:
+    """The evidence text for `groups` (from _health_by_dataset), `better` of which have the higher GradAttn top-1."""
     if not groups:
         return "; GradAttn's corrected score is nowhere below ResNet-18's"
-    better = sum(diff > 0 for _, _, diff in groups)
     return ("; where GradAttn's corrected score is lower (means over runs; gap = ResNet-18 minus GradAttn, "
             "top-1 = GradAttn minus ResNet-18): "
             + "; ".join(f"{label}: corrected gap {gap:+.1f} pts, GradAttn top-1 {diff:+.2f}"
