@@ -51,6 +51,16 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def _interleave(text: str) -> int:
+    try:
+        width = int(text)
+    except ValueError:
+        width = 0
+    if width < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of runs, got {text!r}")
+    return width
+
+
 def _model_option(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -182,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
                        help="run only configurations K, K+N, K+2N, ... of the grid (0 <= K < N): start N "
                             "processes with K = 0..N-1 to share one GPU (default 0/1: all)")
+    sweep.add_argument("--interleave", type=_interleave, default=1, metavar="K",
+                       help="keep K runs going in this process, a step of each in turn, each on its own "
+                            "CUDA stream (gradattn.interleave; default 1: one after the other)")
     _add_training_options(sweep)
 
     export = commands.add_parser("export", help="copy results.csv and every run's history into results/")
@@ -264,7 +277,7 @@ def _run_sweep(args) -> int:
             grid[name] = getattr(args, name)
     grid = {name: list(values) for name, values in grid.items()}
     results = sweep(base, skip_missing=args.skip_missing, shard=args.shard, keep_going=args.keep_going,
-                    on_result=lambda result: print(_describe(result), flush=True), **grid)
+                    interleave=args.interleave, on_result=lambda result: print(_describe(result), flush=True), **grid)
     failed = [r["run_key"] for r in results if r.get("failed")]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

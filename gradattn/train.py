@@ -453,6 +453,17 @@ def _to_device(x, y, device, channels_last: bool):
     return x, y
 
 
+def run_steps(steps):
+    """Run a step generator (`train_epoch_steps`, `fit_steps`, `experiment_steps`) to its end and return
+    what it returns. The generators yield after each batch so that `gradattn.interleave` can run several
+    of them in one process; alone, a run is just drained."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last: bool = False,
                     progress: bool = False, checkpoint: str | None = None, monitor=None,
                     train_step: TrainStep | None = None) -> dict:
@@ -462,6 +473,14 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last:
     waits for the host; the weights of a diverged epoch are never saved. `train_step` (a
     gradattn.trainstep.TrainStep, e.g. CUDA-graphed) runs each step; by default an eager one.
     """
+    return run_steps(train_epoch_steps(model, loader, optimizer, device, epoch, channels_last, progress,
+                                       checkpoint, monitor, train_step))
+
+
+def train_epoch_steps(model, loader, optimizer, device, epoch: int, channels_last: bool = False,
+                      progress: bool = False, checkpoint: str | None = None, monitor=None,
+                      train_step: TrainStep | None = None):
+    """`train_one_epoch` as a generator that yields after each step and returns the epoch's record."""
     if train_step is None:
         train_step = TrainStep(model, optimizer, device)
     model.train()
@@ -481,6 +500,7 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last:
         correct += (logits.argmax(1) == y).sum()
         seen += y.shape[0]
         steps = step + 1
+        yield
     losses = step_losses[:steps]
     finite = torch.isfinite(losses)
     if not bool(finite.all()):
@@ -491,9 +511,14 @@ def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last:
     return {"train_loss": float(losses.mean()), "train_acc": float(correct) / seen, "seen": seen}
 
 
-@torch.no_grad()
 def evaluate_loss_acc(model, loader, device, channels_last: bool = False) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over `loader` in eval mode (the per-epoch validation)."""
+    return run_steps(evaluate_steps(model, loader, device, channels_last))
+
+
+@torch.no_grad()
+def evaluate_steps(model, loader, device, channels_last: bool = False):
+    """`evaluate_loss_acc` as a generator that yields after each batch (no_grad holds only while it runs)."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.long, device=device)
@@ -505,6 +530,7 @@ def evaluate_loss_acc(model, loader, device, channels_last: bool = False) -> tup
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         seen += y.shape[0]
+        yield
     if seen == 0:
         raise ValueError("the validation loader yielded no batches; check the validation split")
     return float(loss_sum) / seen, float(correct) / seen
@@ -557,6 +583,14 @@ def fit(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoi
     `monitor` (a gradattn.gradflow.GradientMonitor) samples gradient norms after each backward.
     When the run is over, the early-stopping weights are restored into `model`.
     """
+    return run_steps(fit_steps(model, train_loader, val_loader, cfg, device, checkpoint_path, history_path,
+                               max_epochs_this_call, on_epoch_end, monitor))
+
+
+def fit_steps(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoint_path=None,
+              history_path=None, max_epochs_this_call: int | None = None, on_epoch_end=None,
+              monitor=None):
+    """`fit` as a generator that yields after each training step and validation batch."""
     device = model_device(model, device)
     channels_last = device.type == "cuda"
     cuda_graph = cfg.cuda_graphs and device.type == "cuda"
@@ -595,11 +629,11 @@ def fit(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoi
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
         start = time.perf_counter()
-        train = train_one_epoch(model, train_loader, optimizer, device, epoch, channels_last,
-                                cfg.progress, str(checkpoint_path) if checkpoint_path else None, monitor,
-                                train_step)
+        train = yield from train_epoch_steps(model, train_loader, optimizer, device, epoch, channels_last,
+                                             cfg.progress, str(checkpoint_path) if checkpoint_path else None,
+                                             monitor, train_step)
         train_seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate_loss_acc(model, val_loader, device, channels_last)
+        val_loss, val_acc = yield from evaluate_steps(model, val_loader, device, channels_last)
         epoch_time = time.perf_counter() - start
         record = {"epoch": epoch, "train_loss": train["train_loss"], "train_acc": train["train_acc"],
                   "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
@@ -774,6 +808,12 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     already finished with the same config). With `max_epochs_this_call` the call may stop early with
     "finished": False; calling again resumes from the checkpoint.
     """
+    return run_steps(experiment_steps(cfg, max_epochs_this_call))
+
+
+def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
+    """`run_experiment` as a generator that yields after each training step and validation batch
+    (`gradattn.interleave` runs several in one process); it returns what `run_experiment` returns."""
     from gradattn.models import build_model, count_parameters
     from gradattn.results import append_result, metrics_to_row
 
@@ -808,9 +848,10 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
     if cfg.grad_sample_every:
         monitor = GradientMonitor(model, every=cfg.grad_sample_every)
         on_epoch_end = lambda epoch, model, record: _flush_grad_norms(monitor, run_dir / "gradnorms.csv")  # noqa: E731
-    result = fit(model, loaders["train"], loaders["val"], cfg, device, checkpoint_path=run_dir / "checkpoint.pt",
-                 history_path=run_dir / "history.csv", max_epochs_this_call=max_epochs_this_call,
-                 on_epoch_end=on_epoch_end, monitor=monitor)
+    result = yield from fit_steps(model, loaders["train"], loaders["val"], cfg, device,
+                                  checkpoint_path=run_dir / "checkpoint.pt", history_path=run_dir / "history.csv",
+                                  max_epochs_this_call=max_epochs_this_call, on_epoch_end=on_epoch_end,
+                                  monitor=monitor)
     if not result.finished:
         return {"run_key": cfg.run_key, "run_dir": str(run_dir), "finished": False,
                 "epochs_run": result.epochs_run, "skipped": False}
@@ -848,7 +889,7 @@ def run_experiment(cfg: TrainConfig, max_epochs_this_call: int | None = None) ->
 
 def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
           skip_missing: bool = False, on_result=None, shard: tuple[int, int] = (0, 1),
-          keep_going: bool = False) -> list[dict]:
+          keep_going: bool = False, interleave: int = 1) -> list[dict]:
     """Run the grid seeds x datasets x models x protocols x stems (None: base_cfg's value).
 
     Finished runs are skipped, interrupted ones resume. With `skip_missing`, a dataset that is not on
@@ -861,8 +902,12 @@ def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, see
     `shard=(k, n)` runs only every n-th configuration starting at k: n processes with k = 0..n-1 share
     one GPU (small models leave most of an H100 idle) and together run the grid exactly once. Finished
     and unfinished runs are dealt out separately, so a repeated sweep spreads the remaining work evenly
-    over the shards; start all shards together, from the same output folder."""
+    over the shards; start all shards together, from the same output folder.
+    `interleave=K` keeps K runs going in this process, a step of each in turn, each on its own CUDA
+    stream (`gradattn.interleave`: kernels of one process overlap, those of shards do not); results
+    come in the order the runs end."""
     from gradattn.data.errors import DatasetNotFoundError
+    from gradattn.interleave import run_interleaved
 
     index, count = shard
     if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 0 <= index < count):
@@ -877,23 +922,29 @@ def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, see
     finished = [cfg for cfg, d in zip(grid, done) if d]
     pending = [cfg for cfg, d in zip(grid, done) if not d]
     grid = finished[index::count] + pending[index::count]
+    if len({(cfg.device, cfg.deterministic) for cfg in grid}) > 1:
+        raise ConfigError("a sweep's runs share one device and one determinism setting")
     results, missing = [], {}
-    for cfg in grid:
-        if cfg.dataset in missing:
-            continue
-        try:
-            result = run_experiment(cfg)
-        except DatasetNotFoundError as err:
-            if not skip_missing:
-                raise
-            missing[cfg.dataset] = str(err)
-            result = {"dataset": cfg.dataset, "skipped_missing": str(err)}
-        except Exception as err:
-            if not keep_going:
-                raise
-            traceback.print_exc()
-            result = {"run_key": cfg.run_key, "failed": f"{type(err).__name__}: {err}"}
+
+    def on_done(cfg, result, error):
+        if error is not None:
+            if isinstance(error, DatasetNotFoundError):
+                if not skip_missing:
+                    raise error
+                if cfg.dataset in missing:           # a run of that dataset already reported it
+                    return
+                missing[cfg.dataset] = str(error)
+                result = {"dataset": cfg.dataset, "skipped_missing": str(error)}
+            elif not keep_going:
+                raise error
+            else:
+                traceback.print_exception(error)
+                result = {"run_key": cfg.run_key, "failed": f"{type(error).__name__}: {error}"}
         results.append(result)
         if on_result is not None:
             on_result(result)
+
+    runnable = (cfg for cfg in grid if cfg.dataset not in missing)
+    device = resolve_device(grid[0].device) if grid else "cpu"
+    run_interleaved(runnable, experiment_steps, interleave, device, on_done)
     return results

@@ -15,6 +15,8 @@
 #   fmnist-stem   Fashion-MNIST, corrected protocol, the small-image stem, 9 models, seeds 0-2
 #   cifar10-paper / cifar10-corr / cifar10-stem    the same on CIFAR-10; needs carry/cifar10
 #   tiny          Tiny ImageNet (train subset), both protocols, resnet18, gradattn_lpe, gradattn_rope, seeds 0-2
+#   bench-interleave  benchmarks/interleave_speed.py: the same 6 short Fashion-MNIST runs as 6 shard processes,
+#                 as 6 runs interleaved in one process, and as 2 processes of 3; needs carry/fmnist
 #
 # JOBS (default 6) sweep processes share the GPU, each running every JOBS-th configuration
 # (`gradattn sweep --shard k/JOBS`). Runs already finished under outputs/gpu (carry/done restores their records)
@@ -22,18 +24,29 @@
 # checkpoint when the next call comes within 30 s and finds the machine still warm). The sweep runs seed by
 # seed, so a cut stage leaves whole seeds of every model. MODELS=a,b,... replaces a stage's model list
 # (to fit a short call: the paper's GradAttn variants and ResNet-18 first, say). CUDA_TESTS=0 skips the
-# ~20 s of CUDA-only training tests (for a second call on a machine that already ran them).
+# ~20 s of CUDA-only training tests (for a second call on a machine that already ran them). INTERLEAVE=K
+# (default 1) makes each shard keep K runs going at once on their own CUDA streams (`--interleave K`,
+# gradattn.interleave): JOBS=2 INTERLEAVE=3 runs six at a time in two processes. INTERLEAVE=auto with
+# bench-interleave as the first stage takes, for the stages after it, the layout (JOBS x INTERLEAVE) that
+# trained the most images per second in that benchmark (JOBS=6 INTERLEAVE=1 if none finished).
 set -uo pipefail
 stages=${1:?usage: bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]}
 budget=${2:-500}
-known=" bench fmnist-paper fmnist-corr fmnist-stem cifar10-paper cifar10-corr cifar10-stem tiny "
+known=" bench bench-interleave fmnist-paper fmnist-corr fmnist-stem cifar10-paper cifar10-corr cifar10-stem tiny "
 for stage in ${stages//,/ }; do
     [[ $known == *" $stage "* ]] || { echo "unknown stage $stage; known:$known" >&2; exit 2; }
 done
 jobs=${JOBS:-6}
+interleave=${INTERLEAVE:-1}
+if [[ $interleave == auto ]]; then
+    [[ ${stages%%,*} == bench-interleave ]] || { echo "INTERLEAVE=auto needs bench-interleave as the first stage" >&2; exit 2; }
+    interleave=1
+    auto_layout=1
+fi
 bench_images=${BENCH_IMAGES:-10240}   # images per timed benchmark epoch
 device=${DEVICE:-cuda}           # DEVICE=cpu EXTRA="--sample --epochs 1" smoke-tests this script on a CPU
 read -r -a extra <<<"${EXTRA:-}"
+read -r -a bench_extra <<<"${BENCH_EXTRA:-}"   # options for benchmarks/interleave_speed.py (EXTRA is the sweeps')
 out=${OUT:?OUT must name the folder whose files come back (the device tool sets it)}
 runs=outputs/gpu
 start=$SECONDS
@@ -56,10 +69,10 @@ prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<da
 grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the budget
     local t; t=$(left)
     if (( t < 60 )); then echo "budget spent, not starting: $*"; return 0; fi
-    echo "[$(date +%T)] sweep $* (jobs $jobs, ${t}s left)"
+    echo "[$(date +%T)] sweep $* (jobs $jobs, interleave $interleave, ${t}s left)"
     for k in $(seq 0 $((jobs - 1))); do
         timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${extra[@]}" --device "$device" --out "$runs" \
-            --no-progress --keep-going --shard "$k/$jobs" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
+            --no-progress --keep-going --shard "$k/$jobs" --interleave "$interleave" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
     done
     wait
     grep -h -e "test top-1" -e "FAILED" "$runs"/logs/"$stage"-shard*.log | sort | tail -n 80
@@ -72,7 +85,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/log
 cat "$runs/logs/nvidia-smi.csv"
 
 if [[ $device == cuda && $stages != bench && ${CUDA_TESTS:-1} != 0 ]]; then   # CUDA-only checks of training (resume on the GPU), ~20 s
-    $py -m pytest -q -p no:cacheprovider tests/test_train.py -k cuda 2>&1 | tail -n 5 | tee "$out/cuda-tests.log"
+    $py -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_interleave.py -k cuda 2>&1 | tail -n 5 \
+        | tee "$out/cuda-tests.log"
 fi
 
 for stage in ${stages//,/ }; do
@@ -92,6 +106,15 @@ case "$stage" in
         t=$(left); (( t > 90 )) && timeout --signal=TERM $(( t - 30 )) $py benchmarks/train_speed.py \
             --device "$device" --images "$bench_images" --steps 30 --no-cuda-graphs --compile \
             --sizes 28x28x1,32x32x3 --out outputs/bench/compile 2>&1 | tee "$out/bench-compile.log" ;;
+    bench-interleave)
+        prepare fmnist fashionmnist || exit 1
+        t=$(left); timeout --signal=TERM "$t" $py benchmarks/interleave_speed.py --device "$device" --epochs 3 \
+            --layouts 6x1,1x6,2x3 --keep outputs/bench/interleave-runs "${bench_extra[@]}" 2>&1 | tee "$out/bench-interleave.log"
+        if [[ -n ${auto_layout:-} ]]; then
+            read -r jobs interleave < <($py benchmarks/interleave_speed.py --best outputs/bench/interleave_speed.csv \
+                || echo "6 1")
+            echo "layout for the next stages: JOBS=$jobs INTERLEAVE=$interleave"
+        fi ;;
     fmnist-paper) prepare fmnist fashionmnist && grid --datasets fashionmnist --models $paper7 --protocols paper --seeds 0,1,2 ;;
     fmnist-corr)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --seeds 0,1,2 ;;
     fmnist-stem)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 ;;

@@ -443,11 +443,20 @@ def test_run_experiment_under_bf16_autocast_end_to_end(tmp_path, monkeypatch):
     assert norms and all(n == n and n >= 0 for n in norms)
 
 
+def stepwise(run):
+    """A stand-in for train.experiment_steps: a step generator that does `run(cfg)` in one step."""
+    def steps(cfg, max_epochs_this_call=None):
+        return run(cfg)
+        yield  # noqa: unreachable - makes this a generator, as experiment_steps is
+    return steps
+
+
 def test_shards_of_a_sweep_run_the_grid_exactly_once(monkeypatch):
     import gradattn.train as train
 
     ran = []
-    monkeypatch.setattr(train, "run_experiment", lambda cfg: ran.append(cfg.run_key) or {"run_key": cfg.run_key})
+    monkeypatch.setattr(train, "experiment_steps",
+                        stepwise(lambda cfg: ran.append(cfg.run_key) or {"run_key": cfg.run_key}))
     grid = dict(models=["resnet18", "gradattn_lpe", "gradattn_rope"], protocols=["paper", "corrected"],
                 seeds=[0, 1, 2])
     train.sweep(TrainConfig(), **grid)
@@ -468,7 +477,7 @@ def test_a_sweep_runs_seed_by_seed_and_shares_only_the_unfinished_runs_between_s
     import gradattn.train as train
 
     ran = []
-    monkeypatch.setattr(train, "run_experiment", lambda cfg: ran.append((cfg.seed, cfg.model)) or {})
+    monkeypatch.setattr(train, "experiment_steps", stepwise(lambda cfg: ran.append((cfg.seed, cfg.model)) or {}))
     grid = dict(models=["resnet18", "gradattn_lpe", "gradattn_rope"], seeds=[0, 1, 2])
     train.sweep(TrainConfig(), **grid)
     assert ran == [(s, m) for s in (0, 1, 2) for m in grid["models"]]
@@ -509,7 +518,7 @@ def test_keep_going_reports_a_failed_run_and_runs_the_rest(monkeypatch, capsys):
         ran.append((cfg.seed, cfg.model))
         return {"run_key": cfg.run_key, "skipped_missing": None, "finished": False, "epochs_run": 1}
 
-    monkeypatch.setattr(train, "run_experiment", run_experiment)
+    monkeypatch.setattr(train, "experiment_steps", stepwise(run_experiment))
     grid = dict(models=["resnet18", "gradattn_lpe"], seeds=[0, 1])
     with pytest.raises(TypeError, match="ByteTensor"):
         train.sweep(TrainConfig(), **grid)
