@@ -109,6 +109,79 @@ def test_when_on_done_raises_the_other_runs_are_closed_and_the_state_restored():
     assert torch.equal(torch.get_rng_state(), state)
 
 
+class FakeCudaState:
+    """Stands for torch's CUDAGeneratorState: a seed and a Philox offset that draws advance."""
+
+    def __init__(self, seed=0, offset=0):
+        self.seed, self.offset = seed, offset
+
+
+class FakeCudaGenerator:
+    """The graph-safe API of a CUDA default generator, as torch implements it: a pointer to a state
+    object that graphsafe_set_state repoints, clone_state copies and manual_seed resets in place."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def clone_state(self):
+        return FakeCudaGenerator(FakeCudaState(self.state.seed, self.state.offset))
+
+    def graphsafe_get_state(self):
+        return FakeCudaGenerator(self.state)
+
+    def graphsafe_set_state(self, other):
+        self.state = other.state
+
+    def manual_seed(self, seed):
+        self.state.seed, self.state.offset = seed, 0
+
+    def draw(self):
+        self.state.offset += 4
+        return self.state.seed, self.state.offset
+
+
+class FakeStream:
+    synchronized = 0
+
+    def __init__(self, device=None):
+        pass
+
+    def synchronize(self):
+        FakeStream.synchronized += 1
+
+
+def test_each_interleaved_job_gets_its_own_cuda_generator_state(monkeypatch):
+    """The CUDA bookkeeping without a GPU: a fake default generator with torch's graph-safe API."""
+    import contextlib
+
+    import gradattn.interleave as interleave
+
+    generator = FakeCudaGenerator(FakeCudaState(seed=99))
+    process_state = generator.state
+    monkeypatch.setattr(interleave, "_cuda_generator", lambda device: generator)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+
+    def cuda_draws(seed):
+        generator.manual_seed(seed)
+        out = []
+        for _ in range(4):
+            out.append(generator.draw())
+            yield
+        return out
+
+    def collect_cuda(width):
+        done = {}
+        run_interleaved([1, 2, 3], cuda_draws, width, "cuda", lambda job, value, error: done.__setitem__(job, value))
+        return done
+
+    together = collect_cuda(3)
+    assert generator.state is process_state and (process_state.seed, process_state.offset) == (99, 0)
+    assert FakeStream.synchronized == 3
+    alone = collect_cuda(1)
+    assert together == alone == {seed: [(seed, 4 * k) for k in range(1, 5)] for seed in (1, 2, 3)}
+
+
 @pytest.mark.parametrize("width", [0, -1, 1.5, True])
 def test_width_must_be_a_positive_int(width):
     with pytest.raises(ValueError, match="width must be a positive int"):
