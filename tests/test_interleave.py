@@ -1,5 +1,6 @@
 """Several runs in one process (gradattn.interleave): each draws the random numbers it draws alone, so an
 interleaved sweep ends bit-identical to a sequential one on the CPU; failures stay with their run."""
+import contextlib
 import csv
 import dataclasses
 import json
@@ -152,8 +153,6 @@ class FakeStream:
 
 def test_each_interleaved_job_gets_its_own_cuda_generator_state(monkeypatch):
     """The CUDA bookkeeping without a GPU: a fake default generator with torch's graph-safe API."""
-    import contextlib
-
     import gradattn.interleave as interleave
 
     generator = FakeCudaGenerator(FakeCudaState(seed=99))
@@ -161,6 +160,7 @@ def test_each_interleaved_job_gets_its_own_cuda_generator_state(monkeypatch):
     monkeypatch.setattr(interleave, "_cuda_generator", lambda device: generator)
     monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: contextlib.nullcontext())
+    monkeypatch.setattr(FakeStream, "synchronized", 0)
 
     def cuda_draws(seed):
         generator.manual_seed(seed)
