@@ -25,7 +25,6 @@ import csv
 import datetime
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))   # run from a checkout without installing
+
+from gradattn.fileio import atomic_write_text   # noqa: E402
 
 COLUMNS = ("date", "device", "torch", "layout", "processes", "interleave", "runs", "finished", "wall_s",
            "train_images", "images_per_s", "ratio_vs_first", "dataset", "protocol", "models", "seeds",
@@ -151,10 +152,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def main(argv=None) -> int:
