@@ -47,20 +47,20 @@ class RandomState:
     cuda: Any = None          # a torch.Generator pointing to the run's own graph-safe CUDA state
 
     @classmethod
-    def current(cls, device: torch.device, fresh_cuda: bool = False) -> "RandomState":
-        """The generators as they are now; with `fresh_cuda`, a private copy of the CUDA state."""
-        generator = _cuda_generator(device)
+    def current(cls, cuda_generator=None, fresh_cuda: bool = False) -> "RandomState":
+        """The generators as they are now; with `fresh_cuda`, a private copy of the CUDA state.
+        `cuda_generator`: the device's default CUDA generator (`_cuda_generator`), None on a CPU."""
         cuda = None
-        if generator is not None:
-            cuda = generator.clone_state() if fresh_cuda else generator.graphsafe_get_state()
+        if cuda_generator is not None:
+            cuda = cuda_generator.clone_state() if fresh_cuda else cuda_generator.graphsafe_get_state()
         return cls(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda)
 
-    def install(self, device: torch.device) -> None:
+    def install(self, cuda_generator=None) -> None:
         random.setstate(self.python)
         np.random.set_state(self.numpy)
         torch.set_rng_state(self.torch_cpu)
         if self.cuda is not None:
-            _cuda_generator(device).graphsafe_set_state(self.cuda)
+            cuda_generator.graphsafe_set_state(self.cuda)
 
 
 @dataclass
@@ -113,7 +113,8 @@ def run_interleaved(jobs: Iterable, start: Callable[[Any], Iterator], width: int
             on_done(job, value, error)
         return
     device = torch.device(device)
-    outside = RandomState.current(device)
+    cuda_generator = _cuda_generator(device)
+    outside = RandomState.current(cuda_generator)
     pending, end = iter(jobs), object()
     active: list[RunSlot] = []
     installed: RunSlot | None = None          # the slot whose random state the generators hold now
@@ -124,24 +125,24 @@ def run_interleaved(jobs: Iterable, start: Callable[[Any], Iterator], width: int
                 if job is end:
                     break
                 stream = torch.cuda.Stream(device) if device.type == "cuda" else None
-                active.append(RunSlot(job, start(job), RandomState.current(device, fresh_cuda=True), stream))
+                active.append(RunSlot(job, start(job), RandomState.current(cuda_generator, fresh_cuda=True),
+                                      stream))
             if not active:
                 return
             for slot in list(active):
                 if slot is not installed:
                     if installed is not None:
-                        installed.rng = RandomState.current(device)
-                    slot.rng.install(device)
+                        installed.rng = RandomState.current(cuda_generator)
+                    slot.rng.install(cuda_generator)
                     installed = slot
                 done, value, error = slot.advance()
                 if done:
                     active.remove(slot)
-                    installed.rng = RandomState.current(device)
-                    installed = None
+                    installed = None             # a finished run's state is not kept
                     if slot.stream is not None:
                         slot.stream.synchronize()
                     on_done(slot.job, value, error)
     finally:
         for slot in active:
             slot.steps.close()
-        outside.install(device)
+        outside.install(cuda_generator)
