@@ -63,12 +63,23 @@ class RandomState:
             cuda_generator.graphsafe_set_state(self.cuda)
 
 
+def run_steps(steps):
+    """Run a step generator (`gradattn.train`'s `train_epoch_steps`, `fit_steps`, `experiment_steps`) to its
+    end and return what it returns. They yield after each batch so that `run_interleaved` can run several
+    in one process; alone, a run is just drained."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
 @dataclass
 class RunSlot:
     """One run in progress: its step generator, its stream, and its random state while another runs."""
     job: Any
     steps: Iterator
-    rng: RandomState | None
+    rng: RandomState
     stream: Any = None
 
     def advance(self) -> tuple[bool, Any, BaseException | None]:
@@ -85,12 +96,6 @@ class RunSlot:
         except Exception as err:       # noqa: BLE001 - handed to the caller, who decides
             return True, None, err
         return False, None, None
-
-    def run_to_end(self) -> tuple[bool, Any, BaseException | None]:
-        while True:
-            done, value, error = self.advance()
-            if done:
-                return done, value, error
 
 
 def run_interleaved(jobs: Iterable, start: Callable[[Any], Iterator], width: int, device,
@@ -109,7 +114,10 @@ def run_interleaved(jobs: Iterable, start: Callable[[Any], Iterator], width: int
         raise ValueError(f"width must be a positive int, got {width!r}")
     if width == 1:
         for job in jobs:
-            done, value, error = RunSlot(job, start(job), rng=None).run_to_end()
+            try:
+                value, error = run_steps(start(job)), None
+            except Exception as err:   # noqa: BLE001 - handed to on_done, as in the interleaved case
+                value, error = None, err
             on_done(job, value, error)
         return
     device = torch.device(device)

@@ -46,6 +46,7 @@ from gradattn.data.sources import check_variant
 from gradattn.fastdata import model_device
 from gradattn.fileio import atomic_write_bytes, atomic_write_text
 from gradattn.gradflow import GradientMonitor, analyze_gradient_flow, find_dead_layers
+from gradattn.interleave import run_interleaved, run_steps
 from gradattn.metrics import evaluate
 from gradattn.models import logits_of
 from gradattn.trainstep import TrainStep
@@ -451,17 +452,6 @@ def _to_device(x, y, device, channels_last: bool):
     if channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, y
-
-
-def run_steps(steps):
-    """Run a step generator (`train_epoch_steps`, `fit_steps`, `experiment_steps`) to its end and return
-    what it returns. The generators yield after each batch so that `gradattn.interleave` can run several
-    of them in one process; alone, a run is just drained."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            return stop.value
 
 
 def train_one_epoch(model, loader, optimizer, device, epoch: int, channels_last: bool = False,
@@ -907,7 +897,6 @@ def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, see
     stream (`gradattn.interleave`: kernels of one process overlap, those of shards do not); results
     come in the order the runs end."""
     from gradattn.data.errors import DatasetNotFoundError
-    from gradattn.interleave import run_interleaved
 
     index, count = shard
     if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 0 <= index < count):
