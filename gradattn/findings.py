@@ -305,6 +305,45 @@ def budget_table(df):
     return pd.DataFrame(rows)
 
 
+SMALL_STEM_PART = "cifarstem"        # the small-image stem's part of a setting (TrainConfig.model_tag)
+
+
+def stem_table(df):
+    """What the small-image stem changes (SPEC 7.3): per dataset, protocol, model and budget, the runs with
+    the CIFAR-style 3×3 stem minus the same configuration with the paper's ImageNet stem, paired by seed (the
+    same seed gives the same split and data order, as in paired_table). On 28- and 32-px inputs the paper's
+    stem leaves layer4 a 1×1 map, so every model is handicapped; a model that gains more than ResNet-18 from
+    the right stem was judged on a handicap, not on its design."""
+    import pandas as pd
+
+    from gradattn import stats
+    from gradattn.results import run_setting
+    if df.empty:
+        return pd.DataFrame()
+    runs = df[df["variant"].isna() | df["variant"].astype(str).eq("")] if "variant" in df else df
+    parts = [run_setting(m, t).split("-") for m, t in zip(runs["model"], runs["model_tag"])]
+    runs = runs.assign(small=[SMALL_STEM_PART in p for p in parts],
+                       base=["-".join(x for x in p if x and x != SMALL_STEM_PART) for p in parts])
+    rows = []
+    data = "data" if "data" in runs else "dataset"
+    for (dataset, protocol, model, base), group in runs.groupby([data, "protocol", "model", "base"], sort=True):
+        small, paper_stem = group[group["small"]], group[~group["small"]]
+        if small.empty or paper_stem.empty:
+            continue
+        try:
+            diff = stats.paired_difference(small["top1"].tolist(), paper_stem["top1"].tolist(),
+                                           small["seed"].tolist(), paper_stem["seed"].tolist())
+        except ValueError:                                     # no seed run with both stems
+            continue
+        rows.append({"dataset": dataset, "protocol": protocol, "model": model, "setting": base,
+                     "paper stem top-1": round(float(paper_stem["top1"].mean()), 2), "n paper stem": len(paper_stem),
+                     "small stem top-1": round(float(small["top1"].mean()), 2), "n small stem": len(small),
+                     "gain": round(diff["mean"], 2), "n": diff["n"],
+                     "ci_low": round(diff["ci_low"], 2), "ci_high": round(diff["ci_high"], 2),   # NaN for one pair
+                     "excludes_zero": diff["excludes_zero"]})
+    return pd.DataFrame(rows)
+
+
 def claim_verdicts(df, profile: str):
     """One row per claim of gradattn.paper.CLAIMS: reproduced / not reproduced / inconclusive / not tested here, with
     the evidence from our runs (df as from collect_results) and the reason."""

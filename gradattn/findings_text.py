@@ -14,6 +14,7 @@ TABLES = {
     "coverage": "seeds run per cell of the reproduction grid (best-covered setting, and at the paper's settings)",
     "jpeg": "what the JPEG copy of CIFAR-10 costs: the same 4,000 images, lossless vs JPEG",
     "budget": "what the reduced epoch budget changes: the paper's budget minus e.g. 8 epochs, per model (Welch CI)",
+    "stem": "what the small-image stem changes: the CIFAR-style 3x3 stem minus the paper's, per model, paired by seed",
     "attention": "share of attention each tap receives, per encoder layer (mean over seeds)",
     "gradflow": "health scores and the stages that were dead or got no or vanishing gradient, per group (corrected analysis)",
 }
@@ -45,6 +46,8 @@ def build_table(df, name: str, profile: str = "paper"):
         return findings.jpeg_cost_table(df)
     if name == "budget":
         return findings.budget_table(df)
+    if name == "stem":
+        return findings.stem_table(df)
     if name == "gradflow":
         return findings.gradflow_table(findings.gradflow_records(df))
     return findings.attention_received_table(findings.attention_records(df))

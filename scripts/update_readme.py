@@ -33,6 +33,14 @@ def _paired_ci(r) -> str:
     return "n/a (one seed)" if r["n"] < 2 else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
 
 
+def _table_block(intro: str, headers, alignment: str, rows) -> str:
+    """A paragraph and a markdown table under it: `alignment` is the separator row (e.g. "|---|---:|"),
+    `rows` the cells of each row."""
+    lines = [f"\n\n{intro}\n", "| " + " | ".join(headers) + " |", alignment]
+    lines += ["| " + " | ".join(map(str, cells)) + " |" for cells in rows]
+    return "\n".join(lines)
+
+
 def _pair_rows(intro: str, pairs, pair_header: str, what_header: str | None, label) -> str:
     """A paragraph and a markdown table of paired differences (model_pairs' columns), or "" without pairs;
     `label(row)` gives the pair's own cells (the pair, and what it measures when `what_header` is set)."""
@@ -40,13 +48,9 @@ def _pair_rows(intro: str, pairs, pair_header: str, what_header: str | None, lab
         return ""
     headers = ["dataset", "protocol", "setting", pair_header, *([what_header] if what_header else []),
                "seeds paired", "mean (points)", "95 % CI"]
-    lines = [f"\n\n{intro}\n", "| " + " | ".join(headers) + " |",
-             "|---|---|---|---|" + ("---|" if what_header else "") + "---:|---:|---|"]
-    for r in pairs.to_dict("records"):
-        cells = [r["dataset"], r["protocol"], _setting_cell(r["setting"]), *label(r), r["n"], f"{r['mean']:+.2f}",
-                 _paired_ci(r)]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    return "\n".join(lines)
+    return _table_block(intro, headers, "|---|---|---|---|" + ("---|" if what_header else "") + "---:|---:|---|",
+                        ([r["dataset"], r["protocol"], _setting_cell(r["setting"]), *label(r), r["n"],
+                          f"{r['mean']:+.2f}", _paired_ci(r)] for r in pairs.to_dict("records")))
 
 
 def _setting_cell(setting: str) -> str:
@@ -92,9 +96,10 @@ def _run_details(runs) -> dict:
 def findings_pairs(path: Path = RESULTS) -> str:
     """Markdown: paired differences vs ResNet-18 (same dataset, protocol, setting; matched seeds), the
     ablation ladder (plain18 -> gradattn_mlp -> gradattn_nope, resnet18 vs plain18), each GradAttn variant vs
-    plain18, the cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000) and what the reduced epoch budget
-    changes (the paper's budget vs e.g. 8 epochs), from the committed runs."""
-    from gradattn.findings import ablation_pairs, budget_table, jpeg_cost_table, paired_table, plain18_pairs
+    plain18, the cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), what the reduced epoch budget
+    changes (the paper's budget vs e.g. 8 epochs) and what the small-image stem changes, from the committed runs."""
+    from gradattn.findings import (ablation_pairs, budget_table, jpeg_cost_table, paired_table, plain18_pairs,
+                                   stem_table)
 
     df = _full_runs(path)
     if df.empty:
@@ -117,25 +122,40 @@ def findings_pairs(path: Path = RESULTS) -> str:
                       lambda r: (r["model"],))
     cost = jpeg_cost_table(df)
     if len(cost):
-        out += ("\n\nCIFAR-10, the same 4,000 training images lossless vs JPEG re-encoded (test top-1 %):\n\n"
-                "| model | setting | lossless | JPEG | lossless − JPEG (points) | 95 % CI |\n|---|---|---|---|---:|---|")
-        for r in cost.to_dict("records"):
-            diff = r.get("lossless − JPEG (points)")
-            ci = ("n/a" if diff is None or pd.isna(r.get("ci_low")) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]")
-            out += (f"\n| {r['model']} | {_setting_cell(r['setting'])} | {r['lossless4000 top-1']} | {r['jpeg4000 top-1']} | "
-                    f"{'' if diff is None else f'{diff:+.2f}'} | {ci} |")
+        out += _table_block(
+            "CIFAR-10, the same 4,000 training images lossless vs JPEG re-encoded (test top-1 %):",
+            ["model", "setting", "lossless", "JPEG", "lossless − JPEG (points)", "95 % CI"], "|---|---|---|---|---:|---|",
+            (_jpeg_cells(r) for r in cost.to_dict("records")))
     budget = budget_table(df)
     if len(budget):
-        out += ("\n\nWhat the reduced epoch budget changes (`findings.budget_table`): each configuration at the paper's "
-                "budget minus the same one cut to a few epochs; different runs, so Welch's interval, not paired "
-                "(test top-1 %):\n\n| dataset | protocol | setting | model | reduced | paper's budget | reduced "
-                "budget | runs | gain (points) | 95 % CI |\n|---|---|---|---|---|---:|---:|---|---:|---|")
-        for r in budget.to_dict("records"):
-            full_budget = r["paper's budget top-1"]
-            out += (f"\n| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | "
-                    f"`{r['reduced budget']}` | {full_budget:.2f} | {r['reduced top-1']:.2f} | "
-                    f"{r['n']} + {r['n reduced']} | {r['gain']:+.2f} | [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] |")
+        out += _table_block(
+            "What the reduced epoch budget changes (`findings.budget_table`): each configuration at the paper's "
+            "budget minus the same one cut to a few epochs; different runs, so Welch's interval, not paired "
+            "(test top-1 %):",
+            ["dataset", "protocol", "setting", "model", "reduced", "paper's budget", "reduced budget", "runs",
+             "gain (points)", "95 % CI"], "|---|---|---|---|---|---:|---:|---|---:|---|",
+            ([r["dataset"], r["protocol"], _setting_cell(r["setting"]), r["model"], f"`{r['reduced budget']}`",
+              format(r["paper's budget top-1"], ".2f"), f"{r['reduced top-1']:.2f}", f"{r['n']} + {r['n reduced']}",
+              f"{r['gain']:+.2f}", f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"] for r in budget.to_dict("records")))
+    stems = stem_table(df)
+    if len(stems):
+        out += _table_block(
+            "What the small-image stem changes (`findings.stem_table`, SPEC 7.3): each configuration with the "
+            "CIFAR-style 3×3 stem minus the same one with the paper's ImageNet stem, paired by seed (test top-1 %):",
+            ["dataset", "protocol", "setting", "model", "paper stem", "small-image stem", "seeds paired",
+             "gain (points)", "95 % CI"], "|---|---|---|---|---:|---:|---:|---:|---|",
+            ([r["dataset"], r["protocol"], _setting_cell(r["setting"]), r["model"],
+              f"{r['paper stem top-1']:.2f} (n={r['n paper stem']})",
+              f"{r['small stem top-1']:.2f} (n={r['n small stem']})", r["n"], f"{r['gain']:+.2f}", _paired_ci(r)]
+             for r in stems.to_dict("records")))
     return out
+
+
+def _jpeg_cells(r) -> list:
+    diff = r.get("lossless − JPEG (points)")
+    ci = "n/a" if diff is None or pd.isna(r.get("ci_low")) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
+    return [r["model"], _setting_cell(r["setting"]), r["lossless4000 top-1"], r["jpeg4000 top-1"],
+            "" if diff is None else f"{diff:+.2f}", ci]
 
 
 def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:

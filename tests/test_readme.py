@@ -189,3 +189,20 @@ def test_findings_pairs_show_what_the_reduced_budget_changes(tmp_path):
     rows = [line for line in updater.findings_pairs(path).splitlines() if "| `e8` |" in line]
     assert rows == ["| tinyimagenet | paper | paper's | resnet18 | `e8` | 25.00 | 22.00 | 3 + 3 | +3.00 | "
                     "[+0.73, +5.27] |"]   # Welch: se sqrt(2/3), df 4, t 2.776 -> half-width 2.27
+
+
+def test_findings_pairs_show_what_the_small_image_stem_changes(tmp_path):
+    from gradattn.results import append_result
+
+    updater = _updater()
+    path = tmp_path / "results.csv"
+    for seed in range(2):
+        for tag, stem, top1 in (("resnet18-e8", "imagenet", 88.0 + seed), ("resnet18-cifarstem-e8", "cifar", 91.0)):
+            append_result({"run_key": f"fashionmnist/{tag}/corrected/seed{seed}", "dataset": "fashionmnist",
+                           "model": "resnet18", "model_tag": tag, "protocol": "corrected", "seed": seed,
+                           "stem": stem, "is_sample": False, "top1": top1, "device": "cpu"}, path)
+    text = updater.findings_pairs(path)
+    assert "What the small-image stem changes" in text
+    rows = [line for line in text.splitlines() if line.startswith("| fashionmnist | corrected | `e8` | resnet18 | 88.50")]
+    assert rows == ["| fashionmnist | corrected | `e8` | resnet18 | 88.50 (n=2) | 91.00 (n=2) | 2 | +2.50 | "
+                    "[-3.85, +8.85] |"]   # gains 3 and 2: sd 0.707, t(1) 12.706 -> half-width 6.35
