@@ -12,7 +12,8 @@ dataset travels in its own call, in the layout of ../shared/data, where `python 
                 with `jpegtran -arithmetic -copy none` (Debian: libjpeg-turbo-progs), which re-codes the
                 entropy layer only: every image is decoded before and after and must give identical pixels,
                 or the pack is not written. About 76 % of the size; the npz records how it was made.
-- done:         not data: config.json and metrics.json of every finished run under --runs (outputs/gpu), the
+- done:         not data: config.json and metrics.json of every finished run under --runs (outputs/gpu, or a comma
+                list such as outputs/gpu,outputs/cpu so that runs finished on the CPU are not redone), the
                 two files a sweep needs to skip a finished run (gradattn.train.is_finished). A few hundred KiB
                 a dataset (Tiny ImageNet's 18 runs: 8 MiB, for their 200-class confusion matrices; `--datasets`
                 keeps only the call's own), so it rides beside any data pack, where all of outputs/gpu
@@ -21,7 +22,7 @@ dataset travels in its own call, in the layout of ../shared/data, where `python 
                 never over a record already there.
 
 Usage: python scripts/pack_for_device.py [--shared ../shared/data] [--out carry] [--packs fmnist,cifar10,tinyimagenet,done]
-       [--runs outputs/gpu] [--datasets cifar10]   (--datasets: the done pack records only these datasets' runs)
+       [--runs outputs/gpu[,outputs/cpu]] [--datasets cifar10]   (--datasets: the done pack records only these datasets' runs)
 """
 from __future__ import annotations
 
@@ -135,16 +136,17 @@ def make_pack(name: str, shared: Path, out: Path, workers: int = 2) -> Path:
     return folder
 
 
-def pack_finished_runs(runs_out: Path, out: Path, datasets: list[str] | None = None) -> Path:
-    """Write carry/done/runs/<run key>/{config,metrics}.json for every finished run under runs_out/runs
-    (of `datasets` only, when given: Tiny ImageNet's 200-class confusion matrices make its records 8 MiB,
-    which a CIFAR-10 call has no room for); the folder is built beside its final name and swapped in, so a
-    cut pack never looks complete."""
+def pack_finished_runs(runs_outs: list[Path], out: Path, datasets: list[str] | None = None) -> Path:
+    """Write carry/done/runs/<run key>/{config,metrics}.json for every finished run under each of `runs_outs`
+    (sweep output folders: outputs/gpu, and outputs/cpu for a CPU run the device should not redo; the first
+    folder's record wins where two hold the same run), of `datasets` only when given (Tiny ImageNet's
+    200-class confusion matrices make its records 8 MiB, which a CIFAR-10 call has no room for); the folder is
+    built beside its final name and swapped in, so a cut pack never looks complete."""
     from gradattn.profiles import ALL_DATASETS
-    runs = runs_out / "runs"
-    if not runs.is_dir():
-        raise PackError(f"{runs} not found: pass --runs, the sweep output folder (e.g. outputs/gpu) whose "
-                        "finished runs the device should skip")
+    for runs_out in runs_outs:
+        if not (runs_out / "runs").is_dir():
+            raise PackError(f"{runs_out / 'runs'} not found: pass --runs, the sweep output folders (e.g. "
+                            "outputs/gpu,outputs/cpu) whose finished runs the device should skip")
     unknown = sorted(set(datasets or ()) - set(ALL_DATASETS))
     if unknown:
         raise PackError(f"--datasets {','.join(unknown)}: not a dataset; use the names of "
@@ -152,19 +154,21 @@ def pack_finished_runs(runs_out: Path, out: Path, datasets: list[str] | None = N
     folder, tmp = out / RECORDS, out / f".{RECORDS}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     count = 0
-    for metrics in sorted(runs.glob("**/metrics.json")):
-        run = metrics.parent
-        if not (run / "config.json").is_file() or (datasets and run.relative_to(runs).parts[0] not in datasets):
-            continue
-        target = tmp / "runs" / run.relative_to(runs)
-        target.mkdir(parents=True)
-        for name in RECORD_FILES:
-            shutil.copyfile(run / name, target / name)
-        count += 1
+    for runs in (runs_out / "runs" for runs_out in runs_outs):
+        for metrics in sorted(runs.glob("**/metrics.json")):
+            run = metrics.parent
+            target = tmp / "runs" / run.relative_to(runs)
+            if not (run / "config.json").is_file() or target.exists() or (
+                    datasets and run.relative_to(runs).parts[0] not in datasets):
+                continue
+            target.mkdir(parents=True)
+            for name in RECORD_FILES:
+                shutil.copyfile(run / name, target / name)
+            count += 1
     (tmp / "runs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.replace(folder)
-    print(f"{RECORDS}: {count} finished runs of {runs} -> {folder / 'runs'}")
+    print(f"{RECORDS}: {count} finished runs of {', '.join(str(r / 'runs') for r in runs_outs)} -> {folder / 'runs'}")
     return folder
 
 
@@ -178,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(ROOT / "carry"), help="where the packs go (git-ignored carry/)")
     parser.add_argument("--packs", default=",".join(PACKS), help=f"comma list of {', '.join([*PACKS, RECORDS])}")
     parser.add_argument("--runs", default=str(ROOT / "outputs" / "gpu"),
-                        help="for the done pack: the sweep output folder whose finished runs to record")
+                        help="for the done pack: the sweep output folders whose finished runs to record "
+                             "(comma list, e.g. outputs/gpu,outputs/cpu)")
     parser.add_argument("--datasets", default="",
                         help="for the done pack: record only these datasets' runs (comma list; default all)")
     parser.add_argument("--workers", type=int, default=2, help="parallel jpegtran processes")
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         try:
             if name == RECORDS:
-                folder = pack_finished_runs(Path(args.runs), Path(args.out),
+                folder = pack_finished_runs([Path(r.strip()) for r in args.runs.split(",") if r.strip()], Path(args.out),
                                             [d.strip() for d in args.datasets.split(",") if d.strip()])
             else:
                 folder = make_pack(name, Path(args.shared), Path(args.out), args.workers)

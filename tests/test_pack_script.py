@@ -1,6 +1,7 @@
 """scripts/pack_for_device.py: the carry packs for the GPU machine hold the same data, within its limit."""
 import importlib.util
 import io
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -192,3 +193,24 @@ def test_a_data_pack_and_the_records_are_checked_together(tmp_path, capsys, monk
     assert pack.main(["--packs", "fmnist,done", "--shared", str(shared), "--runs", str(tmp_path / "gpu"),
                       "--out", str(tmp_path / "carry")]) == 1
     assert "fmnist + done + tracked tree: 64.5 MiB DOES NOT FIT" in capsys.readouterr().out
+
+
+def test_done_pack_records_the_finished_runs_of_several_sweep_folders(tmp_path, capsys):
+    from gradattn.train import TrainConfig, write_json
+
+    pack = load_script()
+    for folder, seed, top1 in (("gpu", 0, 91.0), ("cpu", 1, 88.0), ("cpu", 0, 50.0)):   # cpu seed 0: also on the GPU
+        cfg = TrainConfig(dataset="fashionmnist", model="resnet18", protocol="corrected", seed=seed, stem="cifar",
+                          epochs=8, out_dir=str(tmp_path / folder))
+        cfg.run_dir.mkdir(parents=True)
+        write_json(cfg.run_dir / "config.json", cfg.to_dict())
+        write_json(cfg.run_dir / "metrics.json", {"run_key": cfg.run_key, "top1": top1})
+    runs = f"{tmp_path / 'gpu'},{tmp_path / 'cpu'}"
+    assert pack.main(["--packs", "done", "--runs", runs, "--out", str(tmp_path / "carry")]) == 0
+    assert "2 finished runs" in capsys.readouterr().out
+    records = tmp_path / "carry" / "done" / "runs"
+    metrics = {p.parent.name: json.loads(p.read_text())["top1"] for p in records.rglob("metrics.json")}
+    assert metrics == {"seed0": 91.0, "seed1": 88.0}                  # the first folder's record wins
+    assert pack.main(["--packs", "done", "--runs", f"{tmp_path / 'gpu'},{tmp_path / 'absent'}",
+                      "--out", str(tmp_path / "c2")]) == 2
+    assert "absent" in capsys.readouterr().err and not (tmp_path / "c2" / "done").exists()
