@@ -43,6 +43,11 @@ RUN_GROUP = ("dataset", "data", "model", "setting", "protocol")
 PAIR_GROUP = ("dataset", "data", "protocol", "setting")
 
 
+def without_variants(df):
+    """The runs on the dataset itself: a run on a variant (CIFAR-10's 4,000-image subsets) trains on other data."""
+    return df[df["variant"].isna() | df["variant"].astype(str).eq("")] if "variant" in df else df
+
+
 def label_subsets(table):
     """Show `data` (the dataset, marked "(train subset)" where the files were one) as the dataset."""
     if "data" in table:
@@ -204,7 +209,7 @@ def coverage_table(df, datasets=None, seeds_needed: int = 3):
     from gradattn.profiles import OFFLINE_DATASETS, reproduction_grid
     from gradattn.results import run_setting
     from gradattn.train import TrainConfig
-    runs = df[df["variant"].isna() | df["variant"].astype(str).eq("")] if "variant" in df else df
+    runs = without_variants(df)
     seeds: dict[tuple, dict[str, set]] = {}
     for r in runs.to_dict("records"):
         stem = r.get("stem") if isinstance(r.get("stem"), str) else "imagenet"   # older rows: the paper's
@@ -320,7 +325,7 @@ def stem_table(df):
     from gradattn.results import run_setting
     if df.empty:
         return pd.DataFrame()
-    runs = df[df["variant"].isna() | df["variant"].astype(str).eq("")] if "variant" in df else df
+    runs = without_variants(df)
     parts = [run_setting(m, t).split("-") for m, t in zip(runs["model"], runs["model_tag"])]
     runs = runs.assign(small=[SMALL_STEM_PART in p for p in parts],
                        base=["-".join(x for x in p if x and x != SMALL_STEM_PART) for p in parts])
