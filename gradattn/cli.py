@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--interleave", type=_interleave, default=1, metavar="K",
                        help="keep K runs going in this process, a step of each in turn, each on its own "
                             "CUDA stream (gradattn.interleave; default 1: one after the other)")
+    sweep.add_argument("--recorded", metavar="DIR",
+                       help="also skip the runs this committed results folder holds (normally results: "
+                            "same run key, and same settings where results/configs kept the run's config), "
+                            "so a checkout without outputs/ never retrains a committed run")
     _add_training_options(sweep)
 
     export = commands.add_parser("export", help="copy results.csv and every run's history into results/")
@@ -234,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe(result: dict) -> str:
     if result.get("skipped_missing"):
         return f"{result['dataset']}: absent, skipped"
+    if result.get("recorded"):
+        top1 = float(result.get("top1") or "nan")
+        return f"{result['run_key']}: test top-1 {top1:.2f} %, recorded in {result['recorded']} (skipped)"
     if result.get("failed"):
         return f"{result['run_key']}: FAILED ({result['failed']}); the sweep went on"
     if not result.get("finished", True):
@@ -277,7 +284,7 @@ def _run_sweep(args) -> int:
             grid[name] = getattr(args, name)
     grid = {name: list(values) for name, values in grid.items()}
     results = sweep(base, skip_missing=args.skip_missing, shard=args.shard, keep_going=args.keep_going,
-                    interleave=args.interleave, on_result=lambda result: print(_describe(result), flush=True), **grid)
+                    interleave=args.interleave, recorded=args.recorded, on_result=lambda result: print(_describe(result), flush=True), **grid)
     failed = [r["run_key"] for r in results if r.get("failed")]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

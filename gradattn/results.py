@@ -170,13 +170,16 @@ def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLi
     into the committed `dest` folder.
 
     Rows are merged by run_key: a run exported again replaces its row, rows exported earlier from other
-    output folders (another machine, another session) stay. Checkpoints are never copied.
-    Returns {"table": path or None, "histories": [paths], "gradflow": [paths], "attention": [paths]}."""
+    output folders (another machine, another session) stay. Each run's config.json goes to
+    `dest/configs/`, so `recorded_runs` (`gradattn sweep --recorded results`) can tell a committed run from
+    one with other settings in a checkout that has no outputs/. Checkpoints are never copied.
+    Returns {"table": path or None, "histories": [paths], "gradflow": [paths], "attention": [paths],
+    "configs": [paths]}."""
     from gradattn.gradflow import gradflow_summary
 
     out_dir, dest = Path(out_dir), Path(dest)
     table = out_dir / "results.csv"
-    exported = {"table": None, "histories": [], "gradflow": [], "attention": []}
+    exported = {"table": None, "histories": [], "gradflow": [], "attention": [], "configs": []}
     if table.exists():
         rows = read_results(table)
         keys = {r["run_key"] for r in rows}
@@ -197,7 +200,30 @@ def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLi
         attention = metrics_path.parent / "attention.json"
         if attention.exists():
             exported["attention"].append(_copy_atomic(attention, dest / "attention" / summary_file_name(run_key)))
+        config = metrics_path.parent / "config.json"
+        if config.exists():
+            exported["configs"].append(_copy_atomic(config, dest / "configs" / summary_file_name(run_key)))
     return exported
+
+
+def recorded_runs(dest: str | os.PathLike = "results") -> dict[str, dict]:
+    """The runs a committed results folder holds, by run key: {"row": its results.csv row, "config": its
+    config.json as `export_results` kept it in `dest/configs/` (None for runs exported before configs were)}.
+
+    `gradattn sweep --recorded results` skips these runs. results/ travels with every checkout and with the
+    tracked tree to the GPU machine, whereas outputs/ (the run folders `is_finished` reads) stays on the
+    machine that trained them, so this is what keeps a fresh checkout from training a committed run again."""
+    dest = Path(dest)
+    table = dest / "results.csv"
+    if not table.exists():
+        raise FileNotFoundError(f"{table} not found: --recorded takes the committed results folder that holds "
+                                f"results.csv (normally results), or leave it out to skip only the runs "
+                                f"finished under --out")
+    runs = {}
+    for row in read_results(table):
+        config = dest / "configs" / summary_file_name(row["run_key"])
+        runs[row["run_key"]] = {"row": row, "config": read_json(config) if config.exists() else None}
+    return runs
 
 
 def summary_file_name(run_key: str) -> str:

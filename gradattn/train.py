@@ -83,7 +83,7 @@ class NonFiniteLossError(RuntimeError):
 
 # Settings that change where output goes or how it is shown, never the result.
 NOT_PART_OF_RUN_IDENTITY = ("progress", "out_dir", "data_root", "num_workers", "download", "grad_sample_every",
-                            "cuda_graphs")
+                            "cuda_graphs", "device")
 
 # Training settings that get a model-tag suffix when they differ from the paper's value.
 _TAGGED_SETTINGS = {"epochs": "e", "lr": "lr", "weight_decay": "wd", "lr_factor": "lrf",
@@ -877,12 +877,32 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
     return {**metrics, "run_dir": str(run_dir), "skipped": False}
 
 
+def recorded_result(cfg: TrainConfig, recorded: dict, source: str) -> dict | None:
+    """What `sweep` reports for a run that `recorded` (gradattn.results.recorded_runs) already holds, or None
+    when it holds no run of this key, or one whose committed config has other settings (then it is trained)."""
+    entry = recorded.get(cfg.run_key)
+    if entry is None:
+        return None
+    if entry["config"] is not None:
+        try:
+            same = TrainConfig.from_dict(entry["config"]).identity() == cfg.identity()
+        except (ValueError, TypeError):
+            same = False
+        if not same:
+            warnings.warn(f"{cfg.run_key}: {source} holds this run with other settings; training it", stacklevel=2)
+            return None
+    return {**entry["row"], "run_key": cfg.run_key, "skipped": True, "recorded": source}
+
+
 def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
           skip_missing: bool = False, on_result=None, shard: tuple[int, int] = (0, 1),
-          keep_going: bool = False, interleave: int = 1) -> list[dict]:
+          keep_going: bool = False, interleave: int = 1, recorded: str | os.PathLike | None = None) -> list[dict]:
     """Run the grid seeds x datasets x models x protocols x stems (None: base_cfg's value).
 
-    Finished runs are skipped, interrupted ones resume. With `skip_missing`, a dataset that is not on
+    Finished runs are skipped, interrupted ones resume. `recorded` (a committed results folder, e.g.
+    "results") also skips the runs it holds (`recorded_result`): same run key, and the same settings where
+    it kept the run's config; they are reported with "recorded" and their committed row, not trained and
+    not added to this sweep's results.csv. With `skip_missing`, a dataset that is not on
     disk is reported ({"dataset", "skipped_missing": message}) instead of stopping the sweep.
     `on_result(result)` is called as each run ends (the CLI prints a line). With `keep_going`, a run that
     raises is reported ({"run_key", "failed": "Type: message"}) and the sweep goes on to the next one, so
@@ -907,7 +927,20 @@ def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, see
             for p in (protocols or [base_cfg.protocol]) for st in (stems or [base_cfg.stem])]
     for cfg in grid:
         check_model_name(cfg.model, cfg.model_options)
-    done = [is_finished(cfg) for cfg in grid]
+    committed, source = {}, None
+    if recorded is not None:
+        from gradattn.results import recorded_runs
+        try:
+            committed, source = recorded_runs(recorded), str(Path(recorded) / "results.csv")
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+    skips, done = {}, []
+    for cfg in grid:
+        finished_here = is_finished(cfg)
+        result = None if finished_here else recorded_result(cfg, committed, source)
+        if result is not None:
+            skips[cfg.run_key] = result
+        done.append(finished_here or result is not None)
     finished = [cfg for cfg, d in zip(grid, done) if d]
     pending = [cfg for cfg, d in zip(grid, done) if not d]
     grid = finished[index::count] + pending[index::count]
@@ -933,7 +966,10 @@ def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, see
         if on_result is not None:
             on_result(result)
 
-    runnable = (cfg for cfg in grid if cfg.dataset not in missing)
+    for cfg in grid:
+        if cfg.run_key in skips:
+            on_done(cfg, skips[cfg.run_key], None)
+    runnable = (cfg for cfg in grid if cfg.dataset not in missing and cfg.run_key not in skips)
     device = resolve_device(grid[0].device) if grid else "cpu"
     run_interleaved(runnable, experiment_steps, interleave, device, on_done)
     return results

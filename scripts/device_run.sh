@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON the GPU machine, from the repository root, inside one device call (docs/gpu_runbook.md).
 # Prepares the carried data pack, runs one stage within a time budget, and leaves ONE archive in $OUT
-# (results.csv, run records without checkpoints, shard logs, benchmark CSVs, nvidia-smi). A carried
-# carry/done (scripts/pack_for_device.py --packs done) names the runs finished in earlier calls, so they are skipped.
+# (results.csv, run records without checkpoints, shard logs, benchmark CSVs, nvidia-smi). Every sweep skips
+# the runs the committed results/ holds (`--recorded results`; it comes with the tracked tree).
 #
 #   bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]   (BUDGET_S: stop training after this; default 500)
 #
@@ -19,8 +19,8 @@
 #                 as 6 runs interleaved in one process, and as 2 processes of 3; needs carry/fmnist
 #
 # JOBS (default 6) sweep processes share the GPU, each running every JOBS-th configuration
-# (`gradattn sweep --shard k/JOBS`). Runs already finished under outputs/gpu (carry/done restores their records)
-# are skipped; a run cut by the budget is left unfinished and starts afresh next time (it resumes from its
+# (`gradattn sweep --shard k/JOBS`). Runs in results/results.csv (RECORDED=results by default; RECORDED= to
+# retrain them) and runs finished under outputs/gpu (a warm machine's earlier call) are skipped; a run cut by the budget is left unfinished and starts afresh next time (it resumes from its
 # checkpoint when the next call comes within 30 s and finds the machine still warm). The sweep runs seed by
 # seed, so a cut stage leaves whole seeds of every model. MODELS=a,b,... replaces a stage's model list
 # (to fit a short call: the paper's GradAttn variants and ResNet-18 first, say). CUDA_TESTS=0 skips the
@@ -49,13 +49,15 @@ read -r -a extra <<<"${EXTRA:-}"
 read -r -a bench_extra <<<"${BENCH_EXTRA:-}"   # options for benchmarks/interleave_speed.py (EXTRA is the sweeps')
 out=${OUT:?OUT must name the folder whose files come back (the device tool sets it)}
 runs=outputs/gpu
+recorded_dir=${RECORDED-results}
+recorded=()
 start=$SECONDS
 mkdir -p "$runs/logs" "$runs/runs" outputs/bench
 py=${PYTHON:-python3}
 
-if [[ -d carry/done/runs ]]; then   # records of runs finished in earlier calls (pack_for_device.py --packs done)
-    cp -rn carry/done/runs/. "$runs/runs/" 2>/dev/null || true
-    echo "finished runs known before this call: $(ls "$runs"/runs/*/*/*/*/metrics.json 2>/dev/null | wc -l)"
+if [[ -n $recorded_dir ]]; then
+    recorded=(--recorded "$recorded_dir")
+    echo "runs in $recorded_dir/results.csv, skipped by every sweep: $(( $(wc -l <"$recorded_dir/results.csv") - 1 ))"
 fi
 
 left() { echo $(( budget - (SECONDS - start) )); }
@@ -71,7 +73,7 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
     if (( t < 60 )); then echo "budget spent, not starting: $*"; return 0; fi
     echo "[$(date +%T)] sweep $* (jobs $jobs, interleave $interleave, ${t}s left)"
     for k in $(seq 0 $((jobs - 1))); do
-        timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${extra[@]}" --device "$device" --out "$runs" \
+        timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${extra[@]}" "${recorded[@]}" --device "$device" --out "$runs" \
             --no-progress --keep-going --shard "$k/$jobs" --interleave "$interleave" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
     done
     wait

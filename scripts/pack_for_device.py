@@ -6,23 +6,17 @@ dataset travels in its own call, in the layout of ../shared/data, where `python 
 
 - fmnist:       fashion_mnist/fashion_mnist.npz, copied (31 MB).
 - cifar10:      cifar10/cifar10-jpeg-bytes.npz (56 MB), its JPEGs transcoded as below: 17.5 of 53.2 MiB,
-                which leaves room for the tracked tree, the run records and the Fashion-MNIST pack. The 4,000-image lossless
+                which leaves room for the tracked tree and the Fashion-MNIST pack. The 4,000-image lossless
                 file is not packed; the lossless4000 / jpeg4000 comparison is small enough for a CPU.
 - tinyimagenet: tiny_imagenet/tiny-imagenet-200-jpeg-train150-val.npz is 81 MB. Its JPEGs are transcoded
                 with `jpegtran -arithmetic -copy none` (Debian: libjpeg-turbo-progs), which re-codes the
                 entropy layer only: every image is decoded before and after and must give identical pixels,
                 or the pack is not written. About 76 % of the size; the npz records how it was made.
-- done:         not data: config.json and metrics.json of every finished run under --runs (outputs/gpu, or a comma
-                list such as outputs/gpu,outputs/cpu so that runs finished on the CPU are not redone), the
-                two files a sweep needs to skip a finished run (gradattn.train.is_finished). A few hundred KiB
-                a dataset (Tiny ImageNet's 18 runs: 8 MiB, for their 200-class confusion matrices; `--datasets`
-                keeps only the call's own), so it rides beside any data pack, where all of outputs/gpu
-                (4 MiB a dataset, gradient flow and histories included) would push CIFAR-10's call over
-                64 MiB. scripts/device_run.sh copies carry/done/runs into outputs/gpu/runs on the machine,
-                never over a record already there.
 
-Usage: python scripts/pack_for_device.py [--shared ../shared/data] [--out carry] [--packs fmnist,cifar10,tinyimagenet,done]
-       [--runs outputs/gpu[,outputs/cpu]] [--datasets cifar10]   (--datasets: the done pack records only these datasets' runs)
+The runs already committed (results/results.csv, results/configs/) need no pack: results/ is tracked, so it
+travels with the working tree, and scripts/device_run.sh passes `--recorded results` to every sweep.
+
+Usage: python scripts/pack_for_device.py [--shared ../shared/data] [--out carry] [--packs fmnist,cifar10,tinyimagenet]
 """
 from __future__ import annotations
 
@@ -48,10 +42,6 @@ PACKS = {"fmnist": [("fashion_mnist", "fashion_mnist.npz")],
          "cifar10": [("cifar10", "cifar10-jpeg-bytes.npz")],
          "tinyimagenet": [("tiny_imagenet", TINY)]}
 TRANSCODED = {"cifar10": ("train", "test"), "tinyimagenet": ("train", "val")}   # pack: the splits re-coded
-
-
-RECORDS = "done"
-RECORD_FILES = ("config.json", "metrics.json")
 
 
 class PackError(RuntimeError):
@@ -136,42 +126,6 @@ def make_pack(name: str, shared: Path, out: Path, workers: int = 2) -> Path:
     return folder
 
 
-def pack_finished_runs(runs_outs: list[Path], out: Path, datasets: list[str] | None = None) -> Path:
-    """Write carry/done/runs/<run key>/{config,metrics}.json for every finished run under each of `runs_outs`
-    (sweep output folders: outputs/gpu, and outputs/cpu for a CPU run the device should not redo; the first
-    folder's record wins where two hold the same run), of `datasets` only when given (Tiny ImageNet's
-    200-class confusion matrices make its records 8 MiB, which a CIFAR-10 call has no room for); the folder is
-    built beside its final name and swapped in, so a cut pack never looks complete."""
-    from gradattn.profiles import ALL_DATASETS
-    for runs_out in runs_outs:
-        if not (runs_out / "runs").is_dir():
-            raise PackError(f"{runs_out / 'runs'} not found: pass --runs, the sweep output folders (e.g. "
-                            "outputs/gpu,outputs/cpu) whose finished runs the device should skip")
-    unknown = sorted(set(datasets or ()) - set(ALL_DATASETS))
-    if unknown:
-        raise PackError(f"--datasets {','.join(unknown)}: not a dataset; use the names of "
-                        f"`gradattn sweep --datasets` ({', '.join(ALL_DATASETS)})")
-    folder, tmp = out / RECORDS, out / f".{RECORDS}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    count = 0
-    for runs in (runs_out / "runs" for runs_out in runs_outs):
-        for metrics in sorted(runs.glob("**/metrics.json")):
-            run = metrics.parent
-            target = tmp / "runs" / run.relative_to(runs)
-            if not (run / "config.json").is_file() or target.exists() or (
-                    datasets and run.relative_to(runs).parts[0] not in datasets):
-                continue
-            target.mkdir(parents=True)
-            for name in RECORD_FILES:
-                shutil.copyfile(run / name, target / name)
-            count += 1
-    (tmp / "runs").mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.replace(folder)
-    print(f"{RECORDS}: {count} finished runs of {', '.join(str(r / 'runs') for r in runs_outs)} -> {folder / 'runs'}")
-    return folder
-
-
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
@@ -180,27 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"), help="the shared data folder")
     parser.add_argument("--out", default=str(ROOT / "carry"), help="where the packs go (git-ignored carry/)")
-    parser.add_argument("--packs", default=",".join(PACKS), help=f"comma list of {', '.join([*PACKS, RECORDS])}")
-    parser.add_argument("--runs", default=str(ROOT / "outputs" / "gpu"),
-                        help="for the done pack: the sweep output folders whose finished runs to record "
-                             "(comma list, e.g. outputs/gpu,outputs/cpu)")
-    parser.add_argument("--datasets", default="",
-                        help="for the done pack: record only these datasets' runs (comma list; default all)")
+    parser.add_argument("--packs", default=",".join(PACKS), help=f"comma list of {', '.join(PACKS)}")
     parser.add_argument("--workers", type=int, default=2, help="parallel jpegtran processes")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.packs.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(PACKS) - {RECORDS})
+    unknown = sorted(set(names) - set(PACKS))
     if unknown:
-        parser.error(f"unknown pack(s) {unknown}; valid: {', '.join([*PACKS, RECORDS])}")
+        parser.error(f"unknown pack(s) {unknown}; valid: {', '.join(PACKS)}")
     tree = tracked_bytes()
     status, sizes = 0, {}
     for name in names:
         try:
-            if name == RECORDS:
-                folder = pack_finished_runs([Path(r.strip()) for r in args.runs.split(",") if r.strip()], Path(args.out),
-                                            [d.strip() for d in args.datasets.split(",") if d.strip()])
-            else:
-                folder = make_pack(name, Path(args.shared), Path(args.out), args.workers)
+            folder = make_pack(name, Path(args.shared), Path(args.out), args.workers)
         except PackError as err:
             print(f"{name}: error: {err}", file=sys.stderr)
             status = 2
@@ -211,14 +156,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{'fits' if fits else 'DOES NOT FIT'} one call's 64 MiB")
         status = status or (0 if fits else 1)
         sizes[name] = size
-    if RECORDS in sizes:                  # carried together in one call: the data pack, the records, the tree
-        for name in sizes.keys() - {RECORDS}:
-            total = sizes[name] + sizes[RECORDS] + tree
-            fits = total <= LIMIT_BYTES
-            print(f"{name} + {RECORDS} + tracked tree: {total / 2**20:.1f} MiB "
-                  f"{'fits' if fits else 'DOES NOT FIT (pack done with --datasets of this call only)'} "
-                  "one call's 64 MiB")
-            status = status or (0 if fits else 1)
+    if len(sizes) > 1:                     # e.g. fmnist,cifar10: may they share one call?
+        total = sum(sizes.values()) + tree
+        print(f"{' + '.join(sizes)} + tracked tree: {total / 2**20:.1f} MiB, "
+              f"{'one call can carry them together' if total <= LIMIT_BYTES else 'too much for one call: carry them in separate calls'}")
     return status
 
 

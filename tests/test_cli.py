@@ -80,7 +80,7 @@ def test_models_prints_every_registered_model(capsys):
     assert "models: num_classes must be an int >= 2, got 0" in capsys.readouterr().err
 
 
-def test_train_end_to_end_on_embedded_sample_then_export(tmp_path):
+def test_train_end_to_end_on_embedded_sample_then_export(tmp_path, capsys):
     result = run_cli("train", "--dataset", "fashionmnist", "--model", "gradattn_rope", "--protocol",
                      "corrected", "--sample", "--epochs", "1", "--max-train-samples", "256",
                      "--gradflow-batches", "1", "--device", "cpu", "--no-progress", cwd=tmp_path)
@@ -100,6 +100,19 @@ def test_train_end_to_end_on_embedded_sample_then_export(tmp_path):
     assert (tmp_path / "results/histories/fashionmnist__gradattn_rope-e1-n256-sample__corrected__seed0.csv").is_file()
     exported = tmp_path / "results/attention/fashionmnist__gradattn_rope-e1-n256-sample__corrected__seed0.json"
     assert json.loads(exported.read_text()) == json.loads((run_dir / "attention.json").read_text())
+    committed_config = tmp_path / "results/configs/fashionmnist__gradattn_rope-e1-n256-sample__corrected__seed0.json"
+    assert json.loads(committed_config.read_text()) == config
+
+    # a fresh checkout (no outputs/, results/ committed): the same sweep skips the committed run
+    capsys.readouterr()
+    assert main(["sweep", "--datasets", "fashionmnist", "--models", "gradattn_rope", "--protocols", "corrected",
+                 "--sample", "--epochs", "1", "--max-train-samples", "256", "--gradflow-batches", "1",
+                 "--device", "cpu", "--no-progress", "--out", str(tmp_path / "fresh"),
+                 "--recorded", str(tmp_path / "results")]) == 0
+    printed = capsys.readouterr().out
+    assert "fashionmnist/gradattn_rope-e1-n256-sample/corrected/seed0: test top-1" in printed
+    assert f"recorded in {tmp_path / 'results' / 'results.csv'} (skipped)" in printed
+    assert not (tmp_path / "fresh").exists()
 
     # a run from before attention summaries existed: `attention` rebuilds it from the tested weights
     (run_dir / "attention.json").unlink()

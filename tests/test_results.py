@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from gradattn.results import (RESULT_COLUMNS, append_result, export_results, history_file_name,
-                              load_results, metrics_to_row, read_results)
+                              load_results, metrics_to_row, read_results, recorded_runs)
 
 
 def fake_metrics(run_key="fashionmnist/resnet18/paper/seed0", accuracy=0.5, seed=0):
@@ -108,6 +108,25 @@ def test_export_copies_table_and_histories_never_checkpoints(tmp_path):
     assert read_results(dest / "results.csv") == read_results(out / "results.csv")
     assert not list(dest.rglob("*.pt"))
     assert exported["gradflow"] == []                             # this run has no gradflow.json
+    assert exported["configs"] == []                              # nor a config.json
+    assert recorded_runs(dest) == {run_key: {"row": read_results(dest / "results.csv")[0], "config": None}}
+
+
+def test_export_keeps_each_runs_config_so_a_checkout_without_outputs_knows_its_settings(tmp_path):
+    out, dest = tmp_path / "outputs", tmp_path / "results"
+    run_key = "cifar10/resnet18-cifarstem-e8/corrected/seed0"
+    run_dir = out / "runs" / run_key
+    run_dir.mkdir(parents=True)
+    config = {"dataset": "cifar10", "model": "resnet18", "stem": "cifar", "epochs": 8, "device": "cpu"}
+    for name, content in (("metrics.json", fake_metrics(run_key)), ("config.json", config)):
+        (run_dir / name).write_text(json.dumps(content))
+    (run_dir / "history.csv").write_text("epoch,val_acc\n1,0.5\n")
+    append_result(metrics_to_row(fake_metrics(run_key)), out / "results.csv")
+    exported = export_results(out, dest)
+    assert exported["configs"] == [dest / "configs" / "cifar10__resnet18-cifarstem-e8__corrected__seed0.json"]
+    assert recorded_runs(dest)[run_key]["config"] == config
+    with pytest.raises(FileNotFoundError, match="elsewhere/results.csv not found: --recorded"):
+        recorded_runs(tmp_path / "elsewhere")
 
 
 def test_export_commits_a_small_gradient_flow_summary_beside_the_history(tmp_path):

@@ -1,6 +1,7 @@
 """The fit loop on tiny stand-ins: learning, LR plateau, early stopping, the SPEC 7.2 restore defect,
 exact resume after a kill, and the NaN stop. One small end-to-end run on the embedded sample."""
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -504,6 +505,43 @@ def test_is_finished_needs_the_same_config_and_its_metrics(tmp_path):
     assert is_finished(cfg)
     write_json(cfg.run_dir / "config.json", {**cfg.to_dict(), "lr": cfg.lr * 2})
     assert not is_finished(cfg)
+    write_json(cfg.run_dir / "config.json", {**cfg.to_dict(), "device": "cpu"})   # a CPU run, the same on the GPU
+    assert is_finished(dataclasses.replace(cfg, device="cuda"))
+
+
+def test_a_sweep_skips_the_runs_a_committed_results_folder_holds(tmp_path, monkeypatch):
+    """results/ travels with a fresh checkout and to the GPU machine, outputs/ does not: `recorded` keeps
+    those from training a committed run again, unless its committed config has other settings."""
+    import gradattn.train as train
+    from gradattn.results import append_result, summary_file_name
+    from gradattn.train import write_json
+
+    ran = []
+    monkeypatch.setattr(train, "experiment_steps", stepwise(lambda cfg: ran.append(cfg.run_key) or {}))
+    base = TrainConfig(out_dir=str(tmp_path / "outputs"))
+    committed = tmp_path / "results"
+    lpe, rope = (dataclasses.replace(base, model=m) for m in ("gradattn_lpe", "gradattn_rope"))
+    for cfg in (base, lpe, rope):
+        append_result({"run_key": cfg.run_key, "top1": 88.15}, committed / "results.csv")
+    write_json(committed / "configs" / summary_file_name(lpe.run_key), {**lpe.to_dict(), "device": "cpu"})
+    write_json(committed / "configs" / summary_file_name(rope.run_key), {**rope.to_dict(), "split_seed": 7})
+
+    grid = dict(models=["resnet18", "gradattn_lpe", "gradattn_rope"], seeds=[0, 1])
+    with pytest.warns(UserWarning, match="gradattn_rope/corrected/seed0: .* holds this run with other settings"):
+        results = train.sweep(base, recorded=committed, **grid)
+    assert ran == ["fashionmnist/gradattn_rope/corrected/seed0"] + [
+        f"fashionmnist/{m}/corrected/seed1" for m in grid["models"]]
+    skipped = [r for r in results if r.get("recorded")]
+    assert [r["run_key"] for r in skipped] == [base.run_key, lpe.run_key]
+    assert all(r["skipped"] and r["recorded"] == str(committed / "results.csv") and r["top1"] == "88.15"
+               for r in skipped)
+    assert not (tmp_path / "outputs").exists()                 # the stand-in trains nothing; no row is copied
+
+    ran.clear()
+    train.sweep(base, **grid)                                  # without `recorded`: only outputs/ counts
+    assert len(ran) == 6
+    with pytest.raises(ConfigError, match="no_results/results.csv not found: --recorded takes"):
+        train.sweep(base, recorded=tmp_path / "no_results", **grid)
 
 
 def test_keep_going_reports_a_failed_run_and_runs_the_rest(monkeypatch, capsys):
