@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             exported = export_results(args.out, args.dest)
             table = exported["table"] or "no results.csv yet"
             print(f"exported {table}, {len(exported['histories'])} histories, {len(exported['gradflow'])} "
-                  f"gradient-flow and {len(exported['attention'])} attention summaries to {args.dest}/")
+                  f"gradient-flow and {len(exported['attention'])} attention summaries and "
+                  f"{len(exported['configs'])} run configs to {args.dest}/")
             return 0
         if args.command == "attention":
             from gradattn.attention import backfill
