@@ -166,7 +166,7 @@ def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:
     coverage = coverage_table(_full_runs(path), seeds_needed=seeds_needed)
     blocks = []
     for column, title in (("seeds", "In the best-covered setting (e.g. 8 epochs on a CPU)"),
-                          ("paper settings", "At the paper's own settings (its epoch budget: the GPU runs)")):
+                          ("paper settings", "At the paper's own settings (its epoch budget: mostly GPU runs)")):
         matrix = coverage_matrix(coverage, seeds_needed, column)
         complete = int((coverage[column] >= seeds_needed).sum())
         lines = [f"**{title}**: {complete} of {len(coverage)} cells have {seeds_needed} seeds (blank: not part of "
