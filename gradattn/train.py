@@ -81,7 +81,8 @@ class NonFiniteLossError(RuntimeError):
 # Configuration
 # --------------------------------------------------------------------------------------------------
 
-# Settings that change where output goes or how it is shown, never the result.
+# Settings that change where output goes or how it is shown, never the result; and the device: a run
+# finished on the CPU is the same experiment on a GPU (floating-point rounding aside), so neither redoes it.
 NOT_PART_OF_RUN_IDENTITY = ("progress", "out_dir", "data_root", "num_workers", "download", "grad_sample_every",
                             "cuda_graphs", "device")
 
