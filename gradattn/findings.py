@@ -288,7 +288,7 @@ def budget_table(df):
     from gradattn.results import run_setting
     if df.empty:
         return pd.DataFrame()
-    runs = df[df["variant"].isna()] if "variant" in df else df
+    runs = without_variants(df)
     setting = [run_setting(m, t) for m, t in zip(runs["model"], runs["model_tag"])]
     split = [re.fullmatch(r"(?:(.*)-)?e(\d+)", s) for s in setting]
     runs = runs.assign(base=[m.group(1) or "" if m else s for m, s in zip(split, setting)],

@@ -770,15 +770,23 @@ def _flush_grad_norms(monitor, path: Path) -> None:
     monitor.records.clear()
 
 
+def _same_settings(config: dict, cfg: TrainConfig) -> bool:
+    """True when a recorded config.json content describes the same run as cfg (False if it is malformed)."""
+    try:
+        return TrainConfig.from_dict(config).identity() == cfg.identity()
+    except (ValueError, TypeError):
+        return False
+
+
 def _same_run(run_dir: Path, cfg: TrainConfig) -> bool:
     config_path = run_dir / "config.json"
     if not config_path.exists():
         return False
     try:
-        recorded = TrainConfig.from_dict(read_json(config_path))
-    except (ValueError, TypeError, json.JSONDecodeError):
+        config = read_json(config_path)
+    except json.JSONDecodeError:
         return False
-    return recorded.identity() == cfg.identity()
+    return _same_settings(config, cfg)
 
 
 def is_finished(cfg: TrainConfig) -> bool:
@@ -884,14 +892,9 @@ def recorded_result(cfg: TrainConfig, recorded: dict, source: str) -> dict | Non
     entry = recorded.get(cfg.run_key)
     if entry is None:
         return None
-    if entry["config"] is not None:
-        try:
-            same = TrainConfig.from_dict(entry["config"]).identity() == cfg.identity()
-        except (ValueError, TypeError):
-            same = False
-        if not same:
-            warnings.warn(f"{cfg.run_key}: {source} holds this run with other settings; training it", stacklevel=2)
-            return None
+    if entry["config"] is not None and not _same_settings(entry["config"], cfg):
+        warnings.warn(f"{cfg.run_key}: {source} holds this run with other settings; training it", stacklevel=2)
+        return None
     return {**entry["row"], "run_key": cfg.run_key, "skipped": True, "recorded": source}
 
 

@@ -99,12 +99,13 @@ def findings_pairs(path: Path = RESULTS) -> str:
     plain18, the cost of CIFAR-10's JPEG copy (lossless4000 vs jpeg4000), what the reduced epoch budget
     changes (the paper's budget vs e.g. 8 epochs) and what the small-image stem changes, from the committed runs."""
     from gradattn.findings import (ablation_pairs, budget_table, jpeg_cost_table, paired_table, plain18_pairs,
-                                   stem_table)
+                                   stem_table, without_variants)
 
     df = _full_runs(path)
     if df.empty:
         return "_No full-data runs committed yet (`results/results.csv`)._"
-    pairs = paired_table(df[df["variant"].isna()], baseline="resnet18", beside_paper=True)
+    full_data = without_variants(df)
+    pairs = paired_table(full_data, baseline="resnet18", beside_paper=True)
     lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI "
              "| paper's difference | paper's in our CI |", "|---|---|---|---|---:|---:|---|---:|---|"]
     for r in pairs.to_dict("records") if len(pairs) else []:
@@ -113,7 +114,6 @@ def findings_pairs(path: Path = RESULTS) -> str:
         lines.append(f"| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | {r['n']} | "
                      f"{r['mean']:+.2f} | {ci} | {gain} | {r['paper gain in our CI']} |")
     out = "\n".join(lines) if len(pairs) else "_No paired runs (a model and ResNet-18 with the same seed) yet._"
-    full_data = df[df["variant"].isna()]
     out += _pair_rows("The ablation ladder (`findings.ablation_pairs`; the paper has none): what each step adds, paired "
                       "by seed.", ablation_pairs(full_data), "model − baseline", "what it adds",
                       lambda r: (f"{r['model']} − {r['baseline']}", r["measures"]))
