@@ -28,7 +28,10 @@
 # (default 1) makes each shard keep K runs going at once on their own CUDA streams (`--interleave K`,
 # gradattn.interleave): JOBS=2 INTERLEAVE=3 runs six at a time in two processes. INTERLEAVE=auto with
 # bench-interleave as the first stage takes, for the stages after it, the layout (JOBS x INTERLEAVE) that
-# trained the most images per second in that benchmark (JOBS=6 INTERLEAVE=1 if none finished).
+# trained the most images per second in that benchmark (JOBS=6 INTERLEAVE=1 if none finished). CARRY
+# (default carry) holds the packs; DATA_ROOT (default data) is where they are prepared and every sweep reads.
+# A stage whose pack is missing or unreadable is named, the others run, the archive is written, and the
+# call exits 1. tests/test_device_script.py runs this script on the CPU.
 set -uo pipefail
 stages=${1:?usage: bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]}
 budget=${2:-500}
@@ -45,6 +48,9 @@ if [[ $interleave == auto ]]; then
 fi
 bench_images=${BENCH_IMAGES:-10240}   # images per timed benchmark epoch
 device=${DEVICE:-cuda}           # DEVICE=cpu EXTRA="--sample --epochs 1" smoke-tests this script on a CPU
+carry=${CARRY:-carry}            # the carried packs (scripts/pack_for_device.py)
+data_root=${DATA_ROOT:-data}     # where the packs are prepared and every sweep reads (a smoke test elsewhere
+                                 # leaves the checkout's data/ as `make data` made it)
 read -r -a extra <<<"${EXTRA:-}"
 read -r -a bench_extra <<<"${BENCH_EXTRA:-}"   # options for benchmarks/interleave_speed.py (EXTRA is the sweeps')
 out=${OUT:?OUT must name the folder whose files come back (the device tool sets it)}
@@ -52,7 +58,9 @@ runs=outputs/gpu
 recorded_dir=${RECORDED-results}
 recorded=()
 start=$SECONDS
-mkdir -p "$runs/logs" "$runs/runs" outputs/bench
+mkdir -p "$runs/logs" "$runs/runs" outputs/bench "$data_root" "$out"
+failed=()                        # stages whose data could not be prepared: the call exits 1 at the end
+export GRADATTN_DATA; GRADATTN_DATA=$(cd "$data_root" && pwd)   # for the benchmarks, which take no --data-root
 py=${PYTHON:-python3}
 
 if [[ -n $recorded_dir ]]; then
@@ -63,9 +71,13 @@ fi
 left() { echo $(( budget - (SECONDS - start) )); }
 
 prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<dataset>, decode cache warmed once
-    $py -m gradattn data prepare --data-root data --shared "carry/$1" >"$runs/logs/prepare-$1.log" 2>&1 \
+    failed+=("$stage")
+    [[ -d $carry/$1 ]] || { echo "no pack $carry/$1: make it with scripts/pack_for_device.py --packs $1 and carry it"; return 1; }
+    $py -m gradattn data prepare --data-root "$data_root" --shared "$carry/$1" >"$runs/logs/prepare-$1.log" 2>&1 \
         || { tail -5 "$runs/logs/prepare-$1.log"; return 1; }
-    $py -c "from gradattn.data import load_splits; s = load_splits('$2', 'corrected', root='data'); print(s.source)"
+    $py -c "from gradattn.data import load_splits; s = load_splits('$2', 'corrected', root='$data_root'); print(s.source)" \
+        || return 1
+    unset 'failed[-1]'
 }
 
 grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the budget
@@ -74,7 +86,7 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
     echo "[$(date +%T)] sweep $* (jobs $jobs, interleave $interleave, ${t}s left)"
     for k in $(seq 0 $((jobs - 1))); do
         timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${extra[@]}" "${recorded[@]}" --device "$device" --out "$runs" \
-            --no-progress --keep-going --shard "$k/$jobs" --interleave "$interleave" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
+            --data-root "$data_root" --no-progress --keep-going --shard "$k/$jobs" --interleave "$interleave" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
     done
     wait
     grep -h -e "test top-1" -e "FAILED" "$runs"/logs/"$stage"-shard*.log | sort | tail -n 80
@@ -83,8 +95,10 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
 paper7=resnet18,gradattn_nope_d32,gradattn_nope,gradattn_lpe,gradattn_rope,se_resnet18,cbam_resnet18
 all9=$paper7,plain18,gradattn_mlp
 if [[ -n ${MODELS:-} ]]; then paper7=$MODELS; all9=$MODELS; fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/logs/nvidia-smi.csv" 2>&1
-cat "$runs/logs/nvidia-smi.csv"
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/logs/nvidia-smi.csv" 2>&1
+    cat "$runs/logs/nvidia-smi.csv"
+fi
 
 if [[ $device == cuda && $stages != bench && ${CUDA_TESTS:-1} != 0 ]]; then   # CUDA-only checks of training (resume on the GPU), ~20 s
     $py -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_interleave.py -k cuda 2>&1 | tail -n 5 \
@@ -100,7 +114,7 @@ case "$stage" in
         prepare fmnist fashionmnist || exit 1
         $py -m pytest -q -p no:cacheprovider tests/test_trainstep.py 2>&1 | tail -n 15 | tee "$out/trainstep-tests.log"
         t=$(left); timeout --signal=TERM $(( t * 45 / 100 )) $py benchmarks/train_speed.py --device "$device" \
-            --images "$bench_images" --steps 30 --out outputs/bench/graphs --time-to-accuracy --data-root data \
+            --images "$bench_images" --steps 30 --out outputs/bench/graphs --time-to-accuracy --data-root "$data_root" \
             --profile-steps 20 2>&1 | tee "$out/bench-graphs.log"
         t=$(left); timeout --signal=TERM $(( t * 45 / 100 )) $py benchmarks/train_speed.py --device "$device" \
             --images "$bench_images" --steps 30 --no-cuda-graphs --out outputs/bench/eager --profile-steps 20 \
@@ -133,3 +147,4 @@ done
 tar czf "$out/${stages//,/_}.tar.gz" --exclude=checkpoint.pt --exclude='.*.tmp' outputs/gpu outputs/bench 2>/dev/null
 echo "[$(date +%T)] $stages done in $((SECONDS - start)) s; $(ls "$runs"/runs/*/*/*/*/metrics.json 2>/dev/null | wc -l) finished runs under $runs"
 ls -la "$out"
+if (( ${#failed[@]} )); then echo "FAILED: no data for ${failed[*]} (see $runs/logs/prepare-*.log)"; exit 1; fi
