@@ -1,0 +1,32 @@
+"""benchmarks/cpu_layout.py: both layouts run the same steps and the printed ratio is the CSV's."""
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "cpu_layout.py"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_both_layouts_are_timed_and_the_ratio_is_written(tmp_path):
+    result = run("--model", "plain18", "--steps", "1", "--batch-size", "2", "--cores", "2",
+                 "--shape", "32x32x3", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    (row,) = list(csv.DictReader(open(tmp_path / "cpu_layout.csv")))
+    assert row["shape"] == "32x32x3" and row["cores"] == "2" and row["model"] == "plain18"
+    a, b = float(row["one_process_images_per_s"]), float(row["per_core_processes_images_per_s"])
+    assert a > 0 and b > 0
+    assert f"b/a = {float(row['ratio']):.2f}" in result.stdout
+    assert "(a) 1 process x 2 threads" in result.stdout and "(b) 2 processes x 1 thread" in result.stdout
+
+
+def test_a_bad_shape_or_count_is_refused(tmp_path):
+    shape = run("--shape", "28x28", "--out", str(tmp_path))
+    assert shape.returncode == 2 and "a shape is HxWxC" in shape.stderr
+    cores = run("--cores", "0", "--out", str(tmp_path))
+    assert cores.returncode == 2 and "must be at least 1" in cores.stderr
+    assert not (tmp_path / "cpu_layout.csv").exists()
