@@ -12,7 +12,9 @@
 #                 32x32; needs carry/fmnist
 #   fmnist-paper  Fashion-MNIST, paper protocol, the paper's 7 models, seeds 0-2
 #   fmnist-corr   Fashion-MNIST, corrected protocol, 9 models (with the ablations), seeds 0-2
-#   fmnist-stem   Fashion-MNIST, corrected protocol, the small-image stem, 9 models, seeds 0-2
+#   fmnist-stem   Fashion-MNIST, corrected protocol, the small-image stem, 9 models, seeds 0-2, 8 epochs
+#                 (STEM_EXTRA, default "--epochs 8": the budget of the paper-stem `-e8` rows it compares with;
+#                 STEM_EXTRA= for the paper's budget)
 #   cifar10-paper / cifar10-corr / cifar10-stem    the same on CIFAR-10; needs carry/cifar10
 #   tiny          Tiny ImageNet (train subset), both protocols, resnet18, gradattn_lpe, gradattn_rope, seeds 0-2
 #   bench-interleave  benchmarks/interleave_speed.py: the same 6 short Fashion-MNIST runs as 6 shard processes,
@@ -24,9 +26,10 @@
 # checkpoint when the next call comes within 30 s and finds the machine still warm). The sweep runs seed by
 # seed, so a cut stage leaves whole seeds of every model. MODELS=a,b,... replaces a stage's model list
 # (to fit a short call: the paper's GradAttn variants and ResNet-18 first, say). CUDA_TESTS=0 skips the
-# ~20 s of CUDA-only training tests (for a second call on a machine that already ran them). INTERLEAVE=K
+# ~45 s of CUDA-only training tests (for a second call on a machine that already ran them). INTERLEAVE=K
 # (default 1) makes each shard keep K runs going at once on their own CUDA streams (`--interleave K`,
-# gradattn.interleave): JOBS=2 INTERLEAVE=3 runs six at a time in two processes. INTERLEAVE=auto with
+# gradattn.interleave): JOBS=2 INTERLEAVE=3 runs six at a time in two processes (on an H200, 2026-11-28,
+# 1.107x the images/s of JOBS=6: benchmarks/README.md). INTERLEAVE=auto with
 # bench-interleave as the first stage takes, for the stages after it, the layout (JOBS x INTERLEAVE) that
 # trained the most images per second in that benchmark (JOBS=6 INTERLEAVE=1 if none finished). CARRY
 # (default carry) holds the packs; DATA_ROOT (default data) is where they are prepared and every sweep reads.
@@ -52,6 +55,7 @@ carry=${CARRY:-carry}            # the carried packs (scripts/pack_for_device.py
 data_root=${DATA_ROOT:-data}     # where the packs are prepared and every sweep reads (a smoke test elsewhere
                                  # leaves the checkout's data/ as `make data` made it)
 read -r -a extra <<<"${EXTRA:-}"
+read -r -a stem_extra <<<"${STEM_EXTRA---epochs 8}"  # the stem stages' own options, before EXTRA (which wins)
 read -r -a bench_extra <<<"${BENCH_EXTRA:-}"   # options for benchmarks/interleave_speed.py (EXTRA is the sweeps')
 out=${OUT:?OUT must name the folder whose files come back (the device tool sets it)}
 runs=outputs/gpu
@@ -100,7 +104,7 @@ if command -v nvidia-smi >/dev/null; then
     cat "$runs/logs/nvidia-smi.csv"
 fi
 
-if [[ $device == cuda && $stages != bench && ${CUDA_TESTS:-1} != 0 ]]; then   # CUDA-only checks of training (resume on the GPU), ~20 s
+if [[ $device == cuda && $stages != bench && ${CUDA_TESTS:-1} != 0 ]]; then   # CUDA-only checks of training (resume on the GPU), ~45 s
     $py -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_interleave.py -k cuda 2>&1 | tail -n 5 \
         | tee "$out/cuda-tests.log"
 fi
@@ -133,10 +137,10 @@ case "$stage" in
         fi ;;
     fmnist-paper) prepare fmnist fashionmnist && grid --datasets fashionmnist --models $paper7 --protocols paper --seeds 0,1,2 ;;
     fmnist-corr)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --seeds 0,1,2 ;;
-    fmnist-stem)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 ;;
+    fmnist-stem)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 "${stem_extra[@]}" ;;
     cifar10-paper) prepare cifar10 cifar10 && grid --datasets cifar10 --models $paper7 --protocols paper --seeds 0,1,2 ;;
     cifar10-corr)  prepare cifar10 cifar10 && grid --datasets cifar10 --models $all9 --protocols corrected --seeds 0,1,2 ;;
-    cifar10-stem)  prepare cifar10 cifar10 && grid --datasets cifar10 --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 ;;
+    cifar10-stem)  prepare cifar10 cifar10 && grid --datasets cifar10 --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 "${stem_extra[@]}" ;;
     tiny) prepare tinyimagenet tinyimagenet && grid --datasets tinyimagenet --models resnet18,gradattn_lpe,gradattn_rope --protocols paper,corrected --seeds 0,1,2 ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac

@@ -79,3 +79,20 @@ def test_a_call_trains_from_its_pack_and_the_next_call_skips_what_was_exported(t
     assert f"runs in {results}/results.csv, skipped by every sweep: 3" in second.stdout
     assert second.stdout.count(f"recorded in {results}/results.csv (skipped)") == 3
     assert "0 finished runs under outputs/gpu" in second.stdout
+
+
+@pytest.mark.skipif(Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's Fashion-MNIST package is installed here and takes precedence over the pack")
+def test_one_call_runs_the_stem_stage_at_8_epochs_and_the_corrected_stage_at_the_papers_budget(tmp_path):
+    """The stem stages compare with the paper-stem `-e8` rows, so they train 8 epochs unless STEM_EXTRA says
+    otherwise, while `fmnist-corr` in the same call keeps the paper's budget. Both sets of ResNet-18 runs are
+    in the committed results, so a call that plans them right trains nothing."""
+    write_fmnist_pack(tmp_path / "carry")
+    result = run_script(["fmnist-corr,fmnist-stem", "200"], tmp_path, OUT=str(tmp_path / "out"), DEVICE="cpu",
+                        JOBS="1", MODELS="resnet18", DATA_ROOT=str(tmp_path / "data"), RECORDED=str(ROOT / "results"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for seed in (0, 1, 2):
+        for tag in ("resnet18", "resnet18-cifarstem-e8"):
+            assert f"fashionmnist/{tag}/corrected/seed{seed}: test top-1" in result.stdout
+    assert result.stdout.count("(skipped)") == 6
+    assert "0 finished runs under outputs/gpu" in result.stdout
