@@ -70,7 +70,6 @@ def parallel_seconds(model_name, shape, batch_size, steps, processes: int) -> li
                for _ in range(processes)]
     for w in workers:
         w.start()
-    time.sleep(0.5)
     start.set()
     seconds = [results.get(timeout=3600) for _ in workers]
     for w in workers:

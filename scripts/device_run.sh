@@ -34,7 +34,8 @@
 # trained the most images per second in that benchmark (JOBS=6 INTERLEAVE=1 if none finished). CARRY
 # (default carry) holds the packs; DATA_ROOT (default data) is where they are prepared and every sweep reads.
 # A stage whose pack is missing or unreadable is named, the others run, the archive is written, and the
-# call exits 1. tests/test_device_script.py runs this script on the CPU.
+# call exits 1. A stage reached with under 60 s of budget left prepares nothing. tests/test_device_script.py
+# runs this script on the CPU.
 set -uo pipefail
 stages=${1:?usage: bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]}
 budget=${2:-500}
@@ -74,14 +75,22 @@ fi
 
 left() { echo $(( budget - (SECONDS - start) )); }
 
-prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<dataset>, decode cache warmed once
+prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<dataset>, decode cache warmed once;
+              # a stage whose data cannot be prepared is named in `failed`, and the call exits 1 at the end
+    if [[ ! -d $carry/$1 ]]; then
+        echo "no pack $carry/$1: make it with scripts/pack_for_device.py --packs $1 and carry it"
+    elif ! $py -m gradattn data prepare --data-root "$data_root" --shared "$carry/$1" >"$runs/logs/prepare-$1.log" 2>&1; then
+        tail -5 "$runs/logs/prepare-$1.log"
+    elif $py -c "from gradattn.data import load_splits; s = load_splits('$2', 'corrected', root='$data_root'); print(s.source)"; then
+        return 0
+    fi
     failed+=("$stage")
-    [[ -d $carry/$1 ]] || { echo "no pack $carry/$1: make it with scripts/pack_for_device.py --packs $1 and carry it"; return 1; }
-    $py -m gradattn data prepare --data-root "$data_root" --shared "$carry/$1" >"$runs/logs/prepare-$1.log" 2>&1 \
-        || { tail -5 "$runs/logs/prepare-$1.log"; return 1; }
-    $py -c "from gradattn.data import load_splits; s = load_splits('$2', 'corrected', root='$data_root'); print(s.source)" \
-        || return 1
-    unset 'failed[-1]'
+    return 1
+}
+
+sweep_stage() {   # sweep_stage <pack> <dataset> <sweep options...>: prepare, then grid; neither once the budget is spent
+    if (( $(left) < 60 )); then echo "budget spent, not starting $stage"; return 0; fi
+    prepare "$1" "$2" && grid "${@:3}"
 }
 
 grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the budget
@@ -135,13 +144,13 @@ case "$stage" in
                 || echo "6 1")
             echo "layout for the next stages: JOBS=$jobs INTERLEAVE=$interleave"
         fi ;;
-    fmnist-paper) prepare fmnist fashionmnist && grid --datasets fashionmnist --models $paper7 --protocols paper --seeds 0,1,2 ;;
-    fmnist-corr)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --seeds 0,1,2 ;;
-    fmnist-stem)  prepare fmnist fashionmnist && grid --datasets fashionmnist --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 "${stem_extra[@]}" ;;
-    cifar10-paper) prepare cifar10 cifar10 && grid --datasets cifar10 --models $paper7 --protocols paper --seeds 0,1,2 ;;
-    cifar10-corr)  prepare cifar10 cifar10 && grid --datasets cifar10 --models $all9 --protocols corrected --seeds 0,1,2 ;;
-    cifar10-stem)  prepare cifar10 cifar10 && grid --datasets cifar10 --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 "${stem_extra[@]}" ;;
-    tiny) prepare tinyimagenet tinyimagenet && grid --datasets tinyimagenet --models resnet18,gradattn_lpe,gradattn_rope --protocols paper,corrected --seeds 0,1,2 ;;
+    fmnist-paper) sweep_stage fmnist fashionmnist --datasets fashionmnist --models $paper7 --protocols paper --seeds 0,1,2 ;;
+    fmnist-corr)  sweep_stage fmnist fashionmnist --datasets fashionmnist --models $all9 --protocols corrected --seeds 0,1,2 ;;
+    fmnist-stem)  sweep_stage fmnist fashionmnist --datasets fashionmnist --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 "${stem_extra[@]}" ;;
+    cifar10-paper) sweep_stage cifar10 cifar10 --datasets cifar10 --models $paper7 --protocols paper --seeds 0,1,2 ;;
+    cifar10-corr)  sweep_stage cifar10 cifar10 --datasets cifar10 --models $all9 --protocols corrected --seeds 0,1,2 ;;
+    cifar10-stem)  sweep_stage cifar10 cifar10 --datasets cifar10 --models $all9 --protocols corrected --stems cifar --seeds 0,1,2 "${stem_extra[@]}" ;;
+    tiny) sweep_stage tinyimagenet tinyimagenet --datasets tinyimagenet --models resnet18,gradattn_lpe,gradattn_rope --protocols paper,corrected --seeds 0,1,2 ;;
     *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
 done

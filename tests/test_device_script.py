@@ -38,6 +38,19 @@ def test_a_stage_without_its_pack_says_which_pack_and_the_call_fails(tmp_path):
     assert (tmp_path / "out" / "cifar10-corr.tar.gz").is_file()
 
 
+
+def test_a_stage_reached_after_the_budget_is_spent_prepares_nothing(tmp_path):
+    """Preparing a pack costs device time (CIFAR-10's 60,000 JPEG decodes: about 40 s) that a stage left
+    without budget could not use; with no pack carried either, nothing fails."""
+    result = run_script(["fmnist-corr,cifar10-stem", "30"], tmp_path, OUT=str(tmp_path / "out"), DEVICE="cpu",
+                        JOBS="1", DATA_ROOT=str(tmp_path / "data"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "budget spent, not starting fmnist-corr" in result.stdout
+    assert "budget spent, not starting cifar10-stem" in result.stdout
+    assert "no pack" not in result.stdout
+    assert not list((tmp_path / "outputs" / "gpu" / "logs").glob("prepare-*.log"))
+    assert (tmp_path / "out" / "fmnist-corr_cifar10-stem.tar.gz").is_file()
+
 def write_fmnist_pack(carry: Path) -> None:
     """A Fashion-MNIST pack in the layout pack_for_device.py writes, with the official counts (the loader
     rejects fewer) and blank images: a few hundred kB compressed."""
