@@ -21,6 +21,7 @@ with code 2; a diverged run (NaN loss) exits with code 1 and keeps its last chec
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 from pathlib import Path
 
@@ -195,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--interleave", type=_interleave, default=1, metavar="K",
                        help="keep K runs going in this process, a step of each in turn, each on its own "
                             "CUDA stream (gradattn.interleave; default 1: one after the other)")
+    sweep.add_argument("--plan", action="store_true",
+                       help="print what the sweep would do with each run (trains, resumes, recorded, finished) "
+                            "and stop: no data is read, nothing is trained")
     sweep.add_argument("--recorded", metavar="DIR",
                        help="also skip the runs this committed results folder holds (normally results: "
                             "same run key, and same settings where results/configs kept the run's config), "
@@ -264,7 +268,7 @@ def _run_train(args) -> int:
 
 def _run_sweep(args) -> int:
     from gradattn.profiles import get_profile
-    from gradattn.train import sweep
+    from gradattn.train import sweep, sweep_plan
 
     overrides = _overrides(args)
     for name, field in (("datasets", "dataset"), ("protocols", "protocol")):   # the base must be valid too,
@@ -283,12 +287,27 @@ def _run_sweep(args) -> int:
         if getattr(args, name):
             grid[name] = getattr(args, name)
     grid = {name: list(values) for name, values in grid.items()}
+    if args.plan:
+        return _print_plan(sweep_plan(base, recorded=args.recorded, **grid), base.out_dir)
     results = sweep(base, skip_missing=args.skip_missing, shard=args.shard, keep_going=args.keep_going,
                     interleave=args.interleave, recorded=args.recorded, on_result=lambda result: print(_describe(result), flush=True), **grid)
     failed = [r["run_key"] for r in results if r.get("failed")]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _print_plan(plan: list[dict], out_dir: str) -> int:
+    """One line per run of the grid, as the sweep would meet it, then the counts."""
+    where = {"finished": f"finished under {out_dir}", "resumes": f"resumes from its checkpoint under {out_dir}",
+             "trains": "trains"}
+    for item in plan:
+        key = item["cfg"].run_key
+        print(_describe(item["result"]) if item["status"] == "recorded" else f"{key}: {where[item['status']]}")
+    count = collections.Counter(item["status"] for item in plan)
+    print(f"plan: {count['trains']} to train, {count['resumes']} to resume, {count['recorded']} recorded, "
+          f"{count['finished']} finished under {out_dir}")
     return 0
 
 

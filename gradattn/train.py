@@ -898,6 +898,42 @@ def recorded_result(cfg: TrainConfig, recorded: dict, source: str) -> dict | Non
     return {**entry["row"], "run_key": cfg.run_key, "skipped": True, "recorded": source}
 
 
+def sweep_plan(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
+               recorded: str | os.PathLike | None = None) -> list[dict]:
+    """What `sweep` would do with each run of its grid, in its order, without training or reading data:
+    {"cfg", "status", "result"} with status "recorded" (in `recorded`'s results.csv; result: its row),
+    "finished" (under cfg.out_dir), "resumes" (a checkpoint of the same settings there) or "trains".
+    `gradattn sweep --plan` prints it, so a GPU call's runs (their tags above all) can be read before the
+    call spends device time on them."""
+    grid = [dataclasses.replace(base_cfg, dataset=d, model=m, protocol=p, stem=st, seed=s)
+            for s in (seeds if seeds is not None else [base_cfg.seed])
+            for d in (datasets or [base_cfg.dataset]) for m in (models or [base_cfg.model])
+            for p in (protocols or [base_cfg.protocol]) for st in (stems or [base_cfg.stem])]
+    for cfg in grid:
+        check_model_name(cfg.model, cfg.model_options)
+    committed, source = {}, None
+    if recorded is not None:
+        from gradattn.results import recorded_runs
+        try:
+            committed, source = recorded_runs(recorded), str(Path(recorded) / "results.csv")
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+    plan = []
+    for cfg in grid:
+        if is_finished(cfg):
+            plan.append({"cfg": cfg, "status": "finished", "result": None})
+            continue
+        result = recorded_result(cfg, committed, source)
+        if result is not None:
+            status = "recorded"
+        elif _same_run(cfg.run_dir, cfg) and (cfg.run_dir / "checkpoint.pt").exists():
+            status = "resumes"
+        else:
+            status = "trains"
+        plan.append({"cfg": cfg, "status": status, "result": result})
+    return plan
+
+
 def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
           skip_missing: bool = False, on_result=None, shard: tuple[int, int] = (0, 1),
           keep_going: bool = False, interleave: int = 1, recorded: str | os.PathLike | None = None) -> list[dict]:
@@ -925,28 +961,10 @@ def sweep(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, see
     index, count = shard
     if not (isinstance(count, int) and isinstance(index, int) and count >= 1 and 0 <= index < count):
         raise ConfigError(f"shard must be (k, n) with 0 <= k < n, got {shard!r}")
-    grid = [dataclasses.replace(base_cfg, dataset=d, model=m, protocol=p, stem=st, seed=s)
-            for s in (seeds if seeds is not None else [base_cfg.seed])
-            for d in (datasets or [base_cfg.dataset]) for m in (models or [base_cfg.model])
-            for p in (protocols or [base_cfg.protocol]) for st in (stems or [base_cfg.stem])]
-    for cfg in grid:
-        check_model_name(cfg.model, cfg.model_options)
-    committed, source = {}, None
-    if recorded is not None:
-        from gradattn.results import recorded_runs
-        try:
-            committed, source = recorded_runs(recorded), str(Path(recorded) / "results.csv")
-        except FileNotFoundError as err:
-            raise ConfigError(str(err)) from None
-    skips, done = {}, []
-    for cfg in grid:
-        finished_here = is_finished(cfg)
-        result = None if finished_here else recorded_result(cfg, committed, source)
-        if result is not None:
-            skips[cfg.run_key] = result
-        done.append(finished_here or result is not None)
-    finished = [cfg for cfg, d in zip(grid, done) if d]
-    pending = [cfg for cfg, d in zip(grid, done) if not d]
+    plan = sweep_plan(base_cfg, datasets, models, protocols, seeds, stems, recorded)
+    skips = {item["cfg"].run_key: item["result"] for item in plan if item["status"] == "recorded"}
+    finished = [item["cfg"] for item in plan if item["status"] in ("finished", "recorded")]
+    pending = [item["cfg"] for item in plan if item["status"] not in ("finished", "recorded")]
     grid = finished[index::count] + pending[index::count]
     if len({(cfg.device, cfg.deterministic) for cfg in grid}) > 1:
         raise ConfigError("a sweep's runs share one device and one determinism setting")

@@ -34,8 +34,10 @@
 # trained the most images per second in that benchmark (JOBS=6 INTERLEAVE=1 if none finished). CARRY
 # (default carry) holds the packs; DATA_ROOT (default data) is where they are prepared and every sweep reads.
 # A stage whose pack is missing or unreadable is named, the others run, the archive is written, and the
-# call exits 1. A stage reached with under 60 s of budget left prepares nothing. tests/test_device_script.py
-# runs this script on the CPU.
+# call exits 1. A stage reached with under 60 s of budget left prepares nothing. PLAN=1 (no OUT needed, no
+# data, no GPU) prints, per sweep stage, each run with what the call would do with it (`gradattn sweep
+# --plan`: trains, resumes, recorded, finished): run it here before a call to read the runs' tags and count.
+# tests/test_device_script.py runs this script on the CPU.
 set -uo pipefail
 stages=${1:?usage: bash scripts/device_run.sh STAGE[,STAGE...] [BUDGET_S]}
 budget=${2:-500}
@@ -58,12 +60,14 @@ data_root=${DATA_ROOT:-data}     # where the packs are prepared and every sweep 
 read -r -a extra <<<"${EXTRA:-}"
 read -r -a stem_extra <<<"${STEM_EXTRA---epochs 8}"  # the stem stages' own options, before EXTRA (which wins)
 read -r -a bench_extra <<<"${BENCH_EXTRA:-}"   # options for benchmarks/interleave_speed.py (EXTRA is the sweeps')
-out=${OUT:?OUT must name the folder whose files come back (the device tool sets it)}
+plan=${PLAN:-}                   # PLAN=1: list what each sweep stage would train, resume or skip, and stop
+out=${OUT:-}
+[[ -n $out || -n $plan ]] || { echo "OUT must name the folder whose files come back (the device tool sets it)" >&2; exit 2; }
 runs=outputs/gpu
 recorded_dir=${RECORDED-results}
 recorded=()
 start=$SECONDS
-mkdir -p "$runs/logs" "$runs/runs" outputs/bench "$data_root" "$out"
+mkdir -p "$runs/logs" "$runs/runs" outputs/bench "$data_root" ${out:+"$out"}
 failed=()                        # stages whose data could not be prepared: the call exits 1 at the end
 export GRADATTN_DATA; GRADATTN_DATA=$(cd "$data_root" && pwd)   # for the benchmarks, which take no --data-root
 py=${PYTHON:-python3}
@@ -89,6 +93,11 @@ prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<da
 }
 
 sweep_stage() {   # sweep_stage <pack> <dataset> <sweep options...>: prepare, then grid; neither once the budget is spent
+    if [[ -n $plan ]]; then
+        echo "== $stage"
+        $py -m gradattn sweep "${@:3}" "${extra[@]}" "${recorded[@]}" --device "$device" --out "$runs" --plan
+        return
+    fi
     if (( $(left) < 60 )); then echo "budget spent, not starting $stage"; return 0; fi
     prepare "$1" "$2" && grid "${@:3}"
 }
@@ -108,17 +117,18 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
 paper7=resnet18,gradattn_nope_d32,gradattn_nope,gradattn_lpe,gradattn_rope,se_resnet18,cbam_resnet18
 all9=$paper7,plain18,gradattn_mlp
 if [[ -n ${MODELS:-} ]]; then paper7=$MODELS; all9=$MODELS; fi
-if command -v nvidia-smi >/dev/null; then
+if [[ -z $plan ]] && command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$runs/logs/nvidia-smi.csv" 2>&1
     cat "$runs/logs/nvidia-smi.csv"
 fi
 
-if [[ $device == cuda && $stages != bench && ${CUDA_TESTS:-1} != 0 ]]; then   # CUDA-only checks of training (resume on the GPU), ~45 s
+if [[ -z $plan && $device == cuda && $stages != bench && ${CUDA_TESTS:-1} != 0 ]]; then   # CUDA-only checks of training (resume on the GPU), ~45 s
     $py -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_interleave.py -k cuda 2>&1 | tail -n 5 \
         | tee "$out/cuda-tests.log"
 fi
 
 for stage in ${stages//,/ }; do
+if [[ -n $plan && $stage == bench* ]]; then echo "== $stage: a benchmark, not planned"; continue; fi
 case "$stage" in
     bench)
         # Our step CUDA-graphed (as gradattn.train runs it; + profile, time to 93 %), then eager, then
@@ -155,6 +165,7 @@ case "$stage" in
 esac
 done
 
+if [[ -n $plan ]]; then exit 0; fi
 # One archive back: everything but checkpoints (a finished run's is ~45 MB, an unfinished one's more).
 # Its name may hold only letters, digits, '.', '_' and '-', or the device tool leaves it behind.
 tar czf "$out/${stages//,/_}.tar.gz" --exclude=checkpoint.pt --exclude='.*.tmp' outputs/gpu outputs/bench 2>/dev/null

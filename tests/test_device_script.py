@@ -109,3 +109,22 @@ def test_one_call_runs_the_stem_stage_at_8_epochs_and_the_corrected_stage_at_the
             assert f"fashionmnist/{tag}/corrected/seed{seed}: test top-1" in result.stdout
     assert result.stdout.count("(skipped)") == 6
     assert "0 finished runs under outputs/gpu" in result.stdout
+
+
+def test_plan_lists_each_stages_runs_without_data_a_gpu_or_an_out_folder(tmp_path):
+    """PLAN=1 is read here before a call: it would have shown session 21's second call training
+    `resnet18-cifarstem` (the paper's budget) where `-cifarstem-e8` runs waited to resume."""
+    result = run_script(["bench-interleave,fmnist-stem"], tmp_path, PLAN="1", OUT="", MODELS="resnet18",
+                        RECORDED=str(ROOT / "results"), DATA_ROOT=str(tmp_path / "data"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "== bench-interleave: a benchmark, not planned" in result.stdout
+    assert "== fmnist-stem" in result.stdout
+    for seed in (0, 1, 2):
+        assert f"fashionmnist/resnet18-cifarstem-e8/corrected/seed{seed}: test top-1" in result.stdout
+    assert "plan: 0 to train, 0 to resume, 3 recorded, 0 finished under outputs/gpu" in result.stdout
+    paper_budget = run_script(["fmnist-stem"], tmp_path, PLAN="1", OUT="", MODELS="resnet18", STEM_EXTRA="",
+                      RECORDED=str(ROOT / "results"))
+    assert "plan: 3 to train, 0 to resume, 0 recorded" in paper_budget.stdout
+    assert "fashionmnist/resnet18-cifarstem/corrected/seed0: trains" in paper_budget.stdout
+    assert not (tmp_path / "outputs" / "gpu" / "logs" / "prepare-fmnist.log").exists()
+    assert not list(tmp_path.rglob("*.tar.gz"))

@@ -544,6 +544,44 @@ def test_a_sweep_skips_the_runs_a_committed_results_folder_holds(tmp_path, monke
         train.sweep(base, recorded=tmp_path / "no_results", **grid)
 
 
+
+def test_a_sweep_plan_says_what_the_sweep_would_do_with_each_run_and_trains_nothing(tmp_path, capsys):
+    """`gradattn sweep --plan` (device_run.sh PLAN=1) reads a GPU call's runs before the call: which train,
+    which resume, which are recorded or finished, in the sweep's order, with their tags."""
+    from gradattn.cli import main
+    from gradattn.results import append_result
+    from gradattn.train import sweep_plan, write_json
+
+    base = TrainConfig(out_dir=str(tmp_path / "outputs"), epochs=8)
+    committed = tmp_path / "results"
+    lpe, rope, nope = (dataclasses.replace(base, model=m) for m in ("gradattn_lpe", "gradattn_rope", "gradattn_nope"))
+    append_result({"run_key": base.run_key, "top1": 88.15}, committed / "results.csv")
+    for cfg, files in ((lpe, ("metrics.json",)), (rope, ("checkpoint.pt",))):
+        write_json(cfg.run_dir / "config.json", cfg.to_dict())
+        for name in files:
+            (cfg.run_dir / name).write_text("{}")
+    write_json(nope.run_dir / "config.json", {**nope.to_dict(), "split_seed": 7})   # other settings:
+    (nope.run_dir / "checkpoint.pt").write_text("{}")                               # starts afresh
+
+    models = ["resnet18", "gradattn_lpe", "gradattn_rope", "gradattn_nope"]
+    plan = sweep_plan(base, models=models, recorded=committed)
+    assert [(item["cfg"].run_key, item["status"]) for item in plan] == [
+        ("fashionmnist/resnet18-e8/corrected/seed0", "recorded"), ("fashionmnist/gradattn_lpe-e8/corrected/seed0", "finished"),
+        ("fashionmnist/gradattn_rope-e8/corrected/seed0", "resumes"), ("fashionmnist/gradattn_nope-e8/corrected/seed0", "trains")]
+    assert plan[0]["result"]["top1"] == "88.15"
+
+    code = main(["sweep", "--models", ",".join(models), "--epochs", "8", "--out", str(tmp_path / "outputs"),
+                 "--recorded", str(committed), "--device", "cuda", "--plan"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines == [
+        f"fashionmnist/resnet18-e8/corrected/seed0: test top-1 88.15 %, recorded in {committed}/results.csv (skipped)",
+        f"fashionmnist/gradattn_lpe-e8/corrected/seed0: finished under {tmp_path}/outputs",
+        f"fashionmnist/gradattn_rope-e8/corrected/seed0: resumes from its checkpoint under {tmp_path}/outputs",
+        "fashionmnist/gradattn_nope-e8/corrected/seed0: trains",
+        f"plan: 1 to train, 1 to resume, 1 recorded, 1 finished under {tmp_path}/outputs"]
+    assert (nope.run_dir / "checkpoint.pt").exists()          # a plan changes nothing on disk
+
 def test_keep_going_reports_a_failed_run_and_runs_the_rest(monkeypatch, capsys):
     import gradattn.train as train
     from gradattn.cli import main
