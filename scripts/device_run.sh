@@ -77,6 +77,9 @@ if [[ -n $recorded_dir ]]; then
     echo "runs in $recorded_dir/results.csv, skipped by every sweep: $(( $(wc -l <"$recorded_dir/results.csv") - 1 ))"
 fi
 
+# Every sweep of the call, planned or run, sees these options, so PLAN=1 lists the runs `grid` would train.
+sweep_options=("${extra[@]}" "${recorded[@]}" --device "$device" --out "$runs" --data-root "$data_root" --no-progress)
+
 left() { echo $(( budget - (SECONDS - start) )); }
 
 prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<dataset>, decode cache warmed once;
@@ -95,7 +98,7 @@ prepare() {   # prepare <pack> <dataset>: carried shared-layout pack -> data/<da
 sweep_stage() {   # sweep_stage <pack> <dataset> <sweep options...>: prepare, then grid; neither once the budget is spent
     if [[ -n $plan ]]; then
         echo "== $stage"
-        $py -m gradattn sweep "${@:3}" "${extra[@]}" "${recorded[@]}" --device "$device" --out "$runs" --plan
+        $py -m gradattn sweep "${@:3}" "${sweep_options[@]}" --plan
         return
     fi
     if (( $(left) < 60 )); then echo "budget spent, not starting $stage"; return 0; fi
@@ -107,8 +110,8 @@ grid() {      # grid <sweep options...>: JOBS shards in parallel, cut at the bud
     if (( t < 60 )); then echo "budget spent, not starting: $*"; return 0; fi
     echo "[$(date +%T)] sweep $* (jobs $jobs, interleave $interleave, ${t}s left)"
     for k in $(seq 0 $((jobs - 1))); do
-        timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${extra[@]}" "${recorded[@]}" --device "$device" --out "$runs" \
-            --data-root "$data_root" --no-progress --keep-going --shard "$k/$jobs" --interleave "$interleave" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
+        timeout --signal=TERM "$t" $py -m gradattn sweep "$@" "${sweep_options[@]}" --keep-going --shard "$k/$jobs" \
+            --interleave "$interleave" >>"$runs/logs/$stage-shard$k.log" 2>&1 &
     done
     wait
     grep -h -e "test top-1" -e "FAILED" "$runs"/logs/"$stage"-shard*.log | sort | tail -n 80

@@ -123,7 +123,7 @@ def test_plan_lists_each_stages_runs_without_data_a_gpu_or_an_out_folder(tmp_pat
         assert f"fashionmnist/resnet18-cifarstem-e8/corrected/seed{seed}: test top-1" in result.stdout
     assert "plan: 0 to train, 0 to resume, 3 recorded, 0 finished under outputs/gpu" in result.stdout
     paper_budget = run_script(["fmnist-stem"], tmp_path, PLAN="1", OUT="", MODELS="resnet18", STEM_EXTRA="",
-                      RECORDED=str(ROOT / "results"))
+                              RECORDED=str(ROOT / "results"))
     assert "plan: 3 to train, 0 to resume, 0 recorded" in paper_budget.stdout
     assert "fashionmnist/resnet18-cifarstem/corrected/seed0: trains" in paper_budget.stdout
     assert not (tmp_path / "outputs" / "gpu" / "logs" / "prepare-fmnist.log").exists()
