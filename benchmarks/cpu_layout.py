@@ -11,12 +11,15 @@ and prints the images per second of each and the ratio b/a. It measures throughp
     python benchmarks/cpu_layout.py                          # resnet18, 28x28x1, batch 128
     python benchmarks/cpu_layout.py --model gradattn_nope --steps 20
 
-Writes outputs/bench/cpu_layout.csv (atomically).
+Adds a row to outputs/bench/cpu_layout.csv (rewritten atomically; earlier rows are kept, so one CSV holds
+every model and machine timed), with the CPU's model name, as a CPU session's machine is not always the same.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
 import multiprocessing as mp
 import os
 import platform
@@ -77,6 +80,32 @@ def parallel_seconds(model_name, shape, batch_size, steps, processes: int) -> li
     return seconds
 
 
+COLUMNS = ["date", "model", "shape", "batch_size", "steps", "cores", "cpu", "one_process_images_per_s",
+           "per_core_processes_images_per_s", "ratio", "torch"]
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Rewrite `path` atomically with its earlier rows (columns they lack left empty) and `row`."""
+    rows = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([*rows, row])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, buffer.getvalue())
+
+
 def parse_shape(text: str) -> tuple[int, int, int]:
     try:
         height, width, chans = (int(v) for v in text.lower().split("x"))
@@ -106,18 +135,16 @@ def main(argv=None) -> int:
     rate_a = images / one
     rate_b = images * args.cores / max(many)      # the layout is done when its slowest process is
     print(f"{args.model} {shape} batch {args.batch_size}, {args.steps} steps, "
-          f"{args.cores} cores ({platform.processor() or platform.machine()}, torch {torch.__version__})")
+          f"{args.cores} cores ({cpu_model()}, torch {torch.__version__})")
     print(f"(a) 1 process x {args.cores} threads: {rate_a:.1f} images/s ({one / args.steps * 1000:.0f} ms/step)")
     print(f"(b) {args.cores} processes x 1 thread: {rate_b:.1f} images/s "
           f"({max(many) / args.steps * 1000:.0f} ms/step in each)")
     print(f"b/a = {rate_b / rate_a:.2f}")
     row = dict(date=datetime.date.today().isoformat(), model=args.model, shape=shape,
-               batch_size=args.batch_size, steps=args.steps, cores=args.cores,
+               batch_size=args.batch_size, steps=args.steps, cores=args.cores, cpu=cpu_model(),
                one_process_images_per_s=f"{rate_a:.1f}", per_core_processes_images_per_s=f"{rate_b:.1f}",
                ratio=f"{rate_b / rate_a:.3f}", torch=torch.__version__)
-    out = Path(args.out) / "cpu_layout.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, ",".join(row) + "\n" + ",".join(map(str, row.values())) + "\n")
+    append_row(Path(args.out) / "cpu_layout.csv", row)
     return 0
 
 

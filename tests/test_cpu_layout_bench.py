@@ -1,4 +1,5 @@
-"""benchmarks/cpu_layout.py: both layouts run the same steps and the printed ratio is the CSV's."""
+"""benchmarks/cpu_layout.py: both layouts run the same steps, the printed ratio is the CSV's, and a second
+measurement adds a row rather than replacing the first."""
 import csv
 import subprocess
 import sys
@@ -30,3 +31,12 @@ def test_a_bad_shape_or_count_is_refused(tmp_path):
     cores = run("--cores", "0", "--out", str(tmp_path))
     assert cores.returncode == 2 and "must be at least 1" in cores.stderr
     assert not (tmp_path / "cpu_layout.csv").exists()
+
+
+def test_a_second_measurement_keeps_the_first_row(tmp_path):
+    for model in ("plain18", "resnet18"):
+        result = run("--model", model, "--steps", "1", "--batch-size", "2", "--cores", "1", "--out", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(open(tmp_path / "cpu_layout.csv")))
+    assert [row["model"] for row in rows] == ["plain18", "resnet18"]
+    assert all(row["cpu"] and row["cpu"] in result.stdout for row in rows)
