@@ -314,17 +314,24 @@ def _print_plan(plan: list[dict], out_dir: str) -> int:
 def _run_findings(args) -> int:
     from gradattn import findings
     from gradattn.findings_text import DEFAULT_TABLES, TABLES, render
+    from gradattn.paths import outputs_dir, project_root
 
     names = args.tables or list(DEFAULT_TABLES)
     unknown = [name for name in names if name not in TABLES]
     if unknown:
         raise ConfigError(f"unknown findings table {', '.join(map(repr, unknown))}; choose from {', '.join(TABLES)}")
     df = findings.collect_results(args.profile)
+    root = project_root()
+    searched = f"{outputs_dir(root) / 'results.csv'} or {root / 'results' / 'results.csv'}"
+    if df.empty and not args.datasets:
+        print(f"note: no {args.profile}-profile runs in {searched}; run this in the checkout (or set "
+              f"GRADATTN_PROJECT_ROOT to it)", file=sys.stderr)
     if args.datasets:
         absent = sorted(set(args.datasets) - set(df["dataset"]))
         if absent:
-            raise ConfigError(f"no {args.profile}-profile runs of {', '.join(absent)} in outputs/results.csv or "
-                              f"results/results.csv; datasets with runs: {', '.join(sorted(set(df['dataset'])))}")
+            having = ", ".join(sorted(set(df["dataset"]))) or "none (run this in the checkout)"
+            raise ConfigError(f"no {args.profile}-profile runs of {', '.join(absent)} in {searched}; "
+                              f"datasets with runs: {having}")
         df = df[df["dataset"].isin(args.datasets)].reset_index(drop=True)
     print(render(df, names, profile=args.profile, fmt="csv" if args.csv else "text"))
     return 0
@@ -338,7 +345,8 @@ def _run_check_prose(args) -> int:
     paths = args.files or [project_root() / "README.md", project_root() / "docs" / "findings.md"]
     absent = [str(path) for path in paths if not Path(path).is_file()]
     if absent:
-        raise ConfigError(f"no such file: {', '.join(absent)}")
+        raise ConfigError(f"no such file: {', '.join(absent)}" +
+                          ("" if args.files else "; run this in the checkout (or set GRADATTN_PROJECT_ROOT to it)"))
     report = check_prose(paths, findings.collect_results("paper"))
     for path, found in report.items():
         for number, context in found:
@@ -376,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
             return _run_sweep(args)
         if args.command == "export":
             from gradattn.results import export_results
+            if not Path(args.out).is_dir():
+                raise ConfigError(f"export --out {args.out}: no such folder; name the folder a sweep or train "
+                                  f"wrote (its --out, e.g. outputs or outputs/gpu)")
             exported = export_results(args.out, args.dest)
             table = exported["table"] or "no results.csv yet"
             print(f"exported {table}, {len(exported['histories'])} histories, {len(exported['gradflow'])} "

@@ -135,3 +135,25 @@ def test_sweep_base_config_takes_the_grid_dataset_so_variants_validate(monkeypat
                  "--variant", "jpeg4000", "--seeds", "0,1"]) == 0
     base, grid = seen[0]
     assert (base.dataset, base.variant) == ("cifar10", "jpeg4000") and grid["datasets"] == ["cifar10"]
+
+
+def test_commands_run_outside_the_checkout_say_where_they_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("GRADATTN_OUTPUTS", raising=False)
+    monkeypatch.delenv("GRADATTN_PROJECT_ROOT", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    findings = run_cli("findings", "paired", "--datasets", "fashionmnist", cwd=elsewhere)
+    assert findings.returncode == 2 and "Traceback" not in findings.stderr
+    assert str(elsewhere / "results" / "results.csv") in findings.stderr and "in the checkout" in findings.stderr
+    tables = run_cli("findings", "paired", cwd=elsewhere)
+    assert tables.returncode == 0 and "(no runs for this table yet)" in tables.stdout
+    assert "note: no paper-profile runs in" in tables.stderr and "in the checkout" in tables.stderr
+    prose = run_cli("check-prose", cwd=elsewhere)
+    assert prose.returncode == 2 and str(elsewhere / "README.md") in prose.stderr and "checkout" in prose.stderr
+
+
+def test_export_from_a_folder_that_does_not_exist_is_refused(tmp_path):
+    result = run_cli("export", "--out", str(tmp_path / "outputs" / "gpu"), "--dest", str(tmp_path / "results"),
+                     cwd=tmp_path)
+    assert result.returncode == 2 and "no such folder" in result.stderr and "--out" in result.stderr
+    assert not (tmp_path / "results").exists()
