@@ -303,8 +303,14 @@ def _print_plan(plan: list[dict], out_dir: str) -> int:
     where = {"finished": f"finished under {out_dir}", "resumes": f"resumes from its checkpoint under {out_dir}",
              "trains": "trains"}
     for item in plan:
-        key = item["cfg"].run_key
-        print(_describe(item["result"]) if item["status"] == "recorded" else f"{key}: {where[item['status']]}")
+        key, status = item["cfg"].run_key, item["status"]
+        if status == "recorded":
+            print(_describe(item["result"]))
+            continue
+        done = f" at epoch {item['epochs_done']}" if status == "resumes" else ""
+        seeds = item.get("seed_epochs") if status != "finished" else None
+        other = f" (recorded seeds of this tag ran {', '.join(map(str, seeds))} epochs)" if seeds else ""
+        print(f"{key}: {where[status]}{done}{other}")
     count = collections.Counter(item["status"] for item in plan)
     print(f"plan: {count['trains']} to train, {count['resumes']} to resume, {count['recorded']} recorded, "
           f"{count['finished']} finished under {out_dir}")

@@ -901,8 +901,11 @@ def recorded_result(cfg: TrainConfig, recorded: dict, source: str) -> dict | Non
 def sweep_plan(base_cfg: TrainConfig, datasets=None, models=None, protocols=None, seeds=None, stems=None,
                recorded: str | os.PathLike | None = None) -> list[dict]:
     """What `sweep` would do with each run of its grid, in its order, without training or reading data:
-    {"cfg", "status", "result"} with status "recorded" (in `recorded`'s results.csv; result: its row),
-    "finished" (under cfg.out_dir), "resumes" (a checkpoint of the same settings there) or "trains".
+    {"cfg", "status", "result", "epochs_done", "seed_epochs"} with status "recorded" (in `recorded`'s
+    results.csv; result: its row), "finished" (under cfg.out_dir), "resumes" (a checkpoint of the same
+    settings there; epochs_done: the epochs its history holds) or "trains". seed_epochs: the epochs the
+    recorded runs of the same key but another seed took, as early stopping decides a run's length (29 to 54
+    epochs at the paper's budget on Fashion-MNIST), so a session can judge which runs can end within it.
     `gradattn sweep --plan` prints it, so a GPU call's runs (their tags above all) can be read before the
     call spends device time on them."""
     grid = [dataclasses.replace(base_cfg, dataset=d, model=m, protocol=p, stem=st, seed=s)
@@ -920,17 +923,23 @@ def sweep_plan(base_cfg: TrainConfig, datasets=None, models=None, protocols=None
             raise ConfigError(str(err)) from None
     plan = []
     for cfg in grid:
+        item = {"cfg": cfg, "status": "trains", "result": None, "epochs_done": 0, "seed_epochs": []}
+        plan.append(item)
         if is_finished(cfg):
-            plan.append({"cfg": cfg, "status": "finished", "result": None})
+            item["status"] = "finished"
             continue
-        result = recorded_result(cfg, committed, source)
-        if result is not None:
-            status = "recorded"
-        elif _same_run(cfg.run_dir, cfg) and (cfg.run_dir / "checkpoint.pt").exists():
-            status = "resumes"
-        else:
-            status = "trains"
-        plan.append({"cfg": cfg, "status": status, "result": result})
+        item["result"] = recorded_result(cfg, committed, source)
+        if item["result"] is not None:
+            item["status"] = "recorded"
+            continue
+        if _same_run(cfg.run_dir, cfg) and (cfg.run_dir / "checkpoint.pt").exists():
+            history = cfg.run_dir / "history.csv"
+            item["status"] = "resumes"
+            item["epochs_done"] = max(len(history.read_text().splitlines()) - 1, 0) if history.exists() else 0
+        stem = cfg.run_key.rsplit("/", 1)[0] + "/seed"
+        item["seed_epochs"] = sorted(int(float(entry["row"]["epochs"])) for key, entry in committed.items()
+                                     if key.startswith(stem) and key[len(stem):].isdigit()
+                                     and str(entry["row"].get("epochs", "")).strip())
     return plan
 
 

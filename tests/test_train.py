@@ -556,10 +556,14 @@ def test_a_sweep_plan_says_what_the_sweep_would_do_with_each_run_and_trains_noth
     committed = tmp_path / "results"
     lpe, rope, nope = (dataclasses.replace(base, model=m) for m in ("gradattn_lpe", "gradattn_rope", "gradattn_nope"))
     append_result({"run_key": base.run_key, "top1": 88.15}, committed / "results.csv")
+    for key, epochs in (("gradattn_nope-e8/corrected/seed2", 6), ("gradattn_nope-e8/corrected/seed1", 8),
+                        ("gradattn_nope_d32-e8/corrected/seed1", 5)):     # another tag: not the No-PE's
+        append_result({"run_key": f"fashionmnist/{key}", "top1": 88.0, "epochs": epochs}, committed / "results.csv")
     for cfg, files in ((lpe, ("metrics.json",)), (rope, ("checkpoint.pt",))):
         write_json(cfg.run_dir / "config.json", cfg.to_dict())
         for name in files:
             (cfg.run_dir / name).write_text("{}")
+    (rope.run_dir / "history.csv").write_text("epoch,val_acc\n1,0.8\n2,0.85\n3,0.86\n")
     write_json(nope.run_dir / "config.json", {**nope.to_dict(), "split_seed": 7})   # other settings:
     (nope.run_dir / "checkpoint.pt").write_text("{}")                               # starts afresh
 
@@ -569,6 +573,7 @@ def test_a_sweep_plan_says_what_the_sweep_would_do_with_each_run_and_trains_noth
         ("fashionmnist/resnet18-e8/corrected/seed0", "recorded"), ("fashionmnist/gradattn_lpe-e8/corrected/seed0", "finished"),
         ("fashionmnist/gradattn_rope-e8/corrected/seed0", "resumes"), ("fashionmnist/gradattn_nope-e8/corrected/seed0", "trains")]
     assert plan[0]["result"]["top1"] == "88.15"
+    assert [(item["epochs_done"], item["seed_epochs"]) for item in plan] == [(0, []), (0, []), (3, []), (0, [6, 8])]
 
     code = main(["sweep", "--models", ",".join(models), "--epochs", "8", "--out", str(tmp_path / "outputs"),
                  "--recorded", str(committed), "--device", "cuda", "--plan"])
@@ -577,8 +582,8 @@ def test_a_sweep_plan_says_what_the_sweep_would_do_with_each_run_and_trains_noth
     assert lines == [
         f"fashionmnist/resnet18-e8/corrected/seed0: test top-1 88.15 %, recorded in {committed}/results.csv (skipped)",
         f"fashionmnist/gradattn_lpe-e8/corrected/seed0: finished under {tmp_path}/outputs",
-        f"fashionmnist/gradattn_rope-e8/corrected/seed0: resumes from its checkpoint under {tmp_path}/outputs",
-        "fashionmnist/gradattn_nope-e8/corrected/seed0: trains",
+        f"fashionmnist/gradattn_rope-e8/corrected/seed0: resumes from its checkpoint under {tmp_path}/outputs at epoch 3",
+        "fashionmnist/gradattn_nope-e8/corrected/seed0: trains (recorded seeds of this tag ran 6, 8 epochs)",
         f"plan: 1 to train, 1 to resume, 1 recorded, 1 finished under {tmp_path}/outputs"]
     assert (nope.run_dir / "checkpoint.pt").exists()          # a plan changes nothing on disk
 
