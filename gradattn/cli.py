@@ -308,7 +308,7 @@ def _print_plan(plan: list[dict], out_dir: str) -> int:
             print(_describe(item["result"]))
             continue
         done = f" at epoch {item['epochs_done']}" if status == "resumes" else ""
-        seeds = item.get("seed_epochs") if status != "finished" else None
+        seeds = item["seed_epochs"]
         other = f" (recorded seeds of this tag ran {', '.join(map(str, seeds))} epochs)" if seeds else ""
         print(f"{key}: {where[status]}{done}{other}")
     count = collections.Counter(item["status"] for item in plan)

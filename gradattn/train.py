@@ -904,8 +904,8 @@ def sweep_plan(base_cfg: TrainConfig, datasets=None, models=None, protocols=None
     {"cfg", "status", "result", "epochs_done", "seed_epochs"} with status "recorded" (in `recorded`'s
     results.csv; result: its row), "finished" (under cfg.out_dir), "resumes" (a checkpoint of the same
     settings there; epochs_done: the epochs its history holds) or "trains". seed_epochs: the epochs the
-    recorded runs of the same key but another seed took, as early stopping decides a run's length (29 to 54
-    epochs at the paper's budget on Fashion-MNIST), so a session can judge which runs can end within it.
+    recorded runs of the same key but another seed took (early stopping decides a run's length), so a session
+    can judge which runs can end within it.
     `gradattn sweep --plan` prints it, so a GPU call's runs (their tags above all) can be read before the
     call spends device time on them."""
     grid = [dataclasses.replace(base_cfg, dataset=d, model=m, protocol=p, stem=st, seed=s)
