@@ -936,9 +936,9 @@ def sweep_plan(base_cfg: TrainConfig, datasets=None, models=None, protocols=None
             history = cfg.run_dir / "history.csv"
             item["status"] = "resumes"
             item["epochs_done"] = max(len(history.read_text().splitlines()) - 1, 0) if history.exists() else 0
-        stem = cfg.run_key.rsplit("/", 1)[0] + "/seed"
+        other_seeds = cfg.run_key.rsplit("/", 1)[0] + "/seed"      # the same key up to its seed
         item["seed_epochs"] = sorted(int(float(entry["row"]["epochs"])) for key, entry in committed.items()
-                                     if key.startswith(stem) and key[len(stem):].isdigit()
+                                     if key.startswith(other_seeds) and key[len(other_seeds):].isdigit()
                                      and str(entry["row"].get("epochs", "")).strip())
     return plan
 
