@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import io
 import multiprocessing as mp
 import os
 import platform
@@ -32,7 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
-from gradattn.fileio import atomic_write_text  # noqa: E402
+from gradattn.fileio import atomic_write_csv  # noqa: E402
 from gradattn.models import build_model  # noqa: E402
 
 
@@ -98,12 +97,7 @@ def cpu_model() -> str:
 def append_row(path: Path, row: dict) -> None:
     """Rewrite `path` atomically with its earlier rows (columns they lack left empty) and `row`."""
     rows = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows([*rows, row])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, [*rows, row], COLUMNS, ignore_extra=True)
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:

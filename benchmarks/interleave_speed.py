@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import io
 import json
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
-from gradattn.fileio import atomic_write_text   # noqa: E402
+from gradattn.fileio import atomic_write_csv   # noqa: E402
 
 COLUMNS = ("date", "device", "torch", "layout", "processes", "interleave", "runs", "finished", "wall_s",
            "train_images", "images_per_s", "ratio_vs_first", "dataset", "protocol", "models", "seeds",
@@ -132,7 +131,7 @@ def run_layout(args, layout, models, seeds, folder: Path) -> dict:
     failed = [str(log) for code, log in zip(codes, logs) if code != 0]
     return {"layout": f"{processes}x{width}", "processes": processes, "interleave": width, "runs": runs,
             "finished": len(rows), "wall_s": round(wall, 2), "train_images": images,
-            "images_per_s": round(images / wall, 1) if wall > 0 else None, "failed_logs": failed,
+            "images_per_s": float(f"{images / wall:.4g}") if wall > 0 else None, "failed_logs": failed,
             "device": rows[0]["device"] if rows else None}
 
 
@@ -148,11 +147,7 @@ def best_layout(path: Path) -> tuple[int, int] | None:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_csv(path, rows, COLUMNS, ignore_extra=True)
 
 
 def main(argv=None) -> int:

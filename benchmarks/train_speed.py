@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import datetime
-import io
 import platform
 import sys
 import time
@@ -40,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout without installing
 
 from gradattn import fastdata   # noqa: E402
-from gradattn.fileio import atomic_write_text   # noqa: E402
+from gradattn.fileio import atomic_write_csv, atomic_write_text   # noqa: E402
 from gradattn.data.registry import get_info   # noqa: E402
 from gradattn.models import logits_of   # noqa: E402
 from gradattn.trainstep import TrainStep   # noqa: E402
@@ -430,12 +428,8 @@ def machine_facts(device) -> dict:
 
 
 def write_csv_atomic(path: Path, rows: list[dict], columns) -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write_csv(path, ({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()}
+                                   for row in rows), columns)
 
 
 def format_table(rows: list[dict]) -> str:
@@ -557,7 +551,6 @@ def main(argv=None) -> dict:
                       f"{prof['steps']} steps{busy}\n{prof['table']}")
         text = "\n\n".join(f"{p['shape']} {p['model']}: {p['step_ms']:.3f} ms/step, kernel busy "
                             f"{p['kernel_busy']:.3f}\n{p['table']}" for p in profiles)
-        from gradattn.fileio import atomic_write_text
         result["profile"] = atomic_write_text(out / "profile.txt", text + "\n")
         print(f"wrote {result['profile']}")
     if cfg.time_to_accuracy:

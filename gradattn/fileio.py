@@ -35,3 +35,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_csv(path: str | os.PathLike, rows, columns, *, ignore_extra: bool = False) -> Path:
+    """Write `rows` (dicts) under the header `columns` atomically, one "\\n" per line.
+
+    Keys of a row missing from `columns` raise ValueError unless `ignore_extra`; columns a row lacks are
+    left empty. Values are written with str(), so callers format floats as they want them kept."""
+    import csv
+    import io
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n",
+                            extrasaction="ignore" if ignore_extra else "raise")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buffer.getvalue())

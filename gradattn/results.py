@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import os
 import re
 import shutil
 from pathlib import Path
 
-from gradattn.fileio import atomic_write_text
+from gradattn.fileio import atomic_write_csv
 from gradattn.train import read_json, write_json
 
 RESULT_COLUMNS = (
@@ -98,12 +97,7 @@ def write_results(rows: list[dict], path: str | os.PathLike) -> Path:
     columns = list(RESULT_COLUMNS)
     for row in rows:
         columns += [c for c in row if c not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: _format(row.get(c)) for c in columns})
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write_csv(path, ({c: _format(row.get(c)) for c in columns} for row in rows), columns)
 
 
 def append_result(row: dict, path: str | os.PathLike = "outputs/results.csv") -> Path:

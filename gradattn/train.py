@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from gradattn.attention import has_attention, run_attention
 from gradattn.data.sources import check_variant
 from gradattn.fastdata import model_device
-from gradattn.fileio import atomic_write_bytes, atomic_write_text
+from gradattn.fileio import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from gradattn.gradflow import GradientMonitor, analyze_gradient_flow, find_dead_layers
 from gradattn.interleave import run_interleaved, run_steps
 from gradattn.metrics import evaluate
@@ -264,11 +264,7 @@ def _json_default(obj):
 
 
 def write_history_csv(path: str | os.PathLike, history: list[dict]) -> Path:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return atomic_write_text(path, buffer.getvalue())
+    return atomic_write_csv(path, history, HISTORY_COLUMNS)
 
 
 def seed_everything(seed: int) -> None:
