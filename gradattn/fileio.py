@@ -1,11 +1,13 @@
 """Atomic file writes: a temporary file in the target's folder, then os.replace.
 
 Readers (and a run killed half-way) never see a half-written file: the target either keeps its old
-content or has the new content whole. Used for checkpoints, run records, caches, notebooks and HTML.
+content or has the new content whole. Used for checkpoints, run records, CSV tables, caches, notebooks and HTML.
 """
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -42,8 +44,6 @@ def atomic_write_csv(path: str | os.PathLike, rows, columns, *, ignore_extra: bo
 
     Keys of a row missing from `columns` raise ValueError unless `ignore_extra`; columns a row lacks are
     left empty. Values are written with str(), so callers format floats as they want them kept."""
-    import csv
-    import io
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n",
                             extrasaction="ignore" if ignore_extra else "raise")
