@@ -96,7 +96,10 @@ def cpu_model() -> str:
 
 def append_row(path: Path, row: dict) -> None:
     """Rewrite `path` atomically with its earlier rows (columns they lack left empty) and `row`."""
-    rows = list(csv.DictReader(open(path, newline=""))) if path.exists() else []
+    rows = []
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
     atomic_write_csv(path, [*rows, row], COLUMNS, ignore_extra=True)
 
 
