@@ -1,4 +1,4 @@
-"""Command line: ``python -m gradattn {models,data,train,sweep,export,attention,findings,check-prose}``
+"""Command line: ``python -m gradattn {models,data,train,sweep,export,attention,gates,findings,check-prose}``
 (also ``gradattn``).
 
     python -m gradattn models --num-classes 10 --in-chans 1
@@ -11,6 +11,7 @@
     python -m gradattn sweep --profile paper --shard 0/4 &  ...  --shard 3/4 &   # 4 processes, one GPU
     python -m gradattn export
     python -m gradattn attention --out outputs     # attention.json for finished runs that lack one
+    python -m gradattn gates outputs/runs/fashionmnist/se_resnet18/corrected/seed0   # constant SE/CBAM gates
     python -m gradattn findings                    # verdicts, ours beside the paper, paired differences
     python -m gradattn findings pe ablation --datasets cifar10 --csv
     python -m gradattn check-prose                 # numbers in README/docs prose that no table backs
@@ -216,6 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     attention.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     attention.add_argument("--force", action="store_true", help="recompute runs that already have one")
 
+    gates = commands.add_parser(
+        "gates", help="which SE/CBAM gates of finished runs still depend on their input (weights and output "
+                      "range on the test split)")
+    gates.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a finished se_resnet18 or cbam_resnet18 "
+                       "run's folder (with checkpoint.pt), e.g. outputs/runs/fashionmnist/se_resnet18/corrected/seed0")
+    gates.add_argument("--batches", type=int, default=4, help="test batches to measure on (default 4)")
+    gates.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
+
     from gradattn.findings_text import DEFAULT_TABLES, TABLES
     findings = commands.add_parser(
         "findings", help="print the findings tables (verdicts, ours beside the paper, paired differences, ...)",
@@ -362,6 +371,21 @@ def _run_check_prose(args) -> int:
     return 1 if report else 0
 
 
+def _run_gates(args) -> int:
+    from gradattn.gates import format_gate_report, run_gate_report
+    for run_dir in args.run_dirs:
+        if not (Path(run_dir) / "checkpoint.pt").is_file():
+            raise ConfigError(f"gates {run_dir}: no checkpoint.pt there; name a finished run's folder, e.g. "
+                              "outputs/runs/fashionmnist/se_resnet18/corrected/seed0")
+        try:
+            rows = run_gate_report(run_dir, num_batches=args.batches, device=args.device)
+        except ValueError as err:
+            raise ConfigError(f"gates {run_dir}: {err}") from err
+        print(f"== {run_dir} ==")
+        print(format_gate_report(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gradattn.data.errors import DataFormatError, DatasetNotFoundError
@@ -404,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             written = backfill(args.out, device=args.device, force=args.force)
             print(f"{len(written)} attention summaries written under {args.out}/runs")
             return 0
+        if args.command == "gates":
+            return _run_gates(args)
         if args.command == "findings":
             return _run_findings(args)
         if args.command == "check-prose":

@@ -19,12 +19,12 @@ def run_cli(*args, cwd):
 def test_help_documents_every_command(tmp_path):
     result = run_cli("--help", cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("models", "data", "train", "sweep", "export", "attention", "findings", "check-prose"):
+    for command in ("models", "data", "train", "sweep", "export", "attention", "gates", "findings", "check-prose"):
         assert command in result.stdout
 
 
 @pytest.mark.parametrize("command", [["train"], ["sweep"], ["data", "status"], ["export"], ["models"],
-                                     ["attention"], ["findings"], ["check-prose"]])
+                                     ["attention"], ["gates"], ["findings"], ["check-prose"]])
 def test_each_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
@@ -122,6 +122,11 @@ def test_train_end_to_end_on_embedded_sample_then_export(tmp_path, capsys):
     assert rebuilt["counts"] == original["counts"]
     np.testing.assert_allclose(rebuilt["by_layer"], original["by_layer"], atol=1e-5)
     assert main(["attention", "--out", str(tmp_path / "outputs"), "--device", "cpu"]) == 0   # nothing left to do
+
+    # `gates` loads the run's tested weights and test split, and says a GradAttn model has no SE/CBAM gates
+    capsys.readouterr()
+    assert main(["gates", str(run_dir)]) == USAGE_ERROR
+    assert "has no SE or CBAM gates" in capsys.readouterr().err
 
 
 def test_sweep_base_config_takes_the_grid_dataset_so_variants_validate(monkeypatch):

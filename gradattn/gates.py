@@ -1,0 +1,104 @@
+"""Whether the gates of SE- and CBAM-ResNet-18 still depend on their input after training.
+
+The gradient-flow analysis flags SE's fully connected layers and CBAM's channel MLP in some blocks as
+vanishing or as getting exactly zero gradient (docs/findings.md). Such a gate is a product of two weight
+matrices (Linear or 1x1 conv, ReLU, Linear or 1x1 conv, no bias), so each matrix's gradient scales with the
+other's weights: once both are small, weight decay can outpull the gradient and shrink both towards zero
+together; and once its hidden ReLUs stop firing on every image, neither gets any gradient. Either way the
+gate settles at sigmoid(0) = 0.5 for every image and channel, a fixed scale rather than attention. A flag
+in the gradient-flow report cannot tell that apart from a working gate whose gradient is merely small;
+`gate_report` can, from the gate's weights and the spread of its output over real images. A gate fresh
+from PyTorch's default init is nearly flat too (output range under CONSTANT_SPREAD on random images, with
+largest weights 0.03 to 0.04), so the largest weight tells a gate that training shrank from one that never moved.
+
+    python -m gradattn gates outputs/cpu/runs/fashionmnist/se_resnet18/corrected/seed0
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gradattn.models.blocks import ChannelAttention, SEModule, SpatialAttention
+
+CONSTANT_SPREAD = 1e-3      # a gate whose outputs over every image and channel lie within this is constant
+
+
+def gate_modules(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
+    """(name, kind, module) of every gate: "se" (the Linear-ReLU-Linear-sigmoid stack), "cbam_channel",
+    "cbam_spatial". The SE entry is the `fc` stack, whose output is the gate itself."""
+    gates = []
+    for name, module in model.named_modules():
+        if isinstance(module, SEModule):
+            gates.append((f"{name}.fc", "se", module.fc))
+        elif isinstance(module, ChannelAttention):
+            gates.append((name, "cbam_channel", module))
+        elif isinstance(module, SpatialAttention):
+            gates.append((name, "cbam_spatial", module))
+    return gates
+
+
+def _weight_absmax(module: nn.Module) -> float:
+    return max(float(p.detach().abs().max()) for p in module.parameters())
+
+
+@torch.no_grad()
+def gate_report(model: nn.Module, loader, num_batches: int = 4, device="cpu") -> list[dict]:
+    """Per gate: its largest absolute weight, the range of its output over `num_batches` batches of
+    `loader` (every image, channel and position), and `constant`: that range is under CONSTANT_SPREAD."""
+    gates = gate_modules(model)
+    if not gates:
+        raise ValueError(f"{type(model).__name__} has no SE or CBAM gates; gate_report is for se_resnet18 and "
+                         "cbam_resnet18 runs")
+    if num_batches < 1:
+        raise ValueError(f"num_batches must be at least 1, got {num_batches}")
+    ranges = {name: [float("inf"), float("-inf")] for name, _, _ in gates}
+
+    def record(name):
+        def hook(module, inputs, output):
+            low, high = ranges[name]
+            ranges[name] = [min(low, float(output.min())), max(high, float(output.max()))]
+        return hook
+
+    handles = [module.register_forward_hook(record(name)) for name, _, module in gates]
+    was_training = model.training
+    model.eval()
+    try:
+        seen = 0
+        for inputs, _ in loader:
+            model(inputs.to(device))
+            seen += 1
+            if seen == num_batches:
+                break
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if seen == 0:
+        raise ValueError("the loader yielded no batch; gate_report needs images to measure the gates on")
+    return [{"name": name, "kind": kind, "stage": name.split(".")[0], "weight_absmax": _weight_absmax(module),
+             "out_min": ranges[name][0], "out_max": ranges[name][1],
+             "out_spread": ranges[name][1] - ranges[name][0],
+             "constant": ranges[name][1] - ranges[name][0] < CONSTANT_SPREAD}
+            for name, kind, module in gates]
+
+
+def format_gate_report(rows: list[dict]) -> str:
+    """One line per gate, then how many are constant."""
+    lines = [f"{'gate':<28} {'kind':<13} {'max |w|':>9} {'out min':>8} {'out max':>8}  constant"]
+    for row in rows:
+        lines.append(f"{row['name']:<28} {row['kind']:<13} {row['weight_absmax']:>9.2e} {row['out_min']:>8.4f} "
+                     f"{row['out_max']:>8.4f}  {'yes' if row['constant'] else 'no'}")
+    lines.append(f"{sum(row['constant'] for row in rows)} of {len(rows)} gates constant "
+                 f"(output range under {CONSTANT_SPREAD:g})")
+    return "\n".join(lines)
+
+
+def run_gate_report(run_dir, num_batches: int = 4, device: str = "cpu") -> list[dict]:
+    """gate_report of a finished run, with the weights it was tested with, on its own test split."""
+    from gradattn.report import load_trained_model
+    from gradattn.train import build_loaders, resolve_device, run_splits
+
+    device = resolve_device(device)
+    model, cfg = load_trained_model(run_dir, device=str(device))
+    loader = build_loaders(cfg, run_splits(cfg), device)["test"]
+    return gate_report(model, loader, num_batches=num_batches, device=device)

@@ -1,0 +1,76 @@
+"""gradattn.gates: telling a collapsed SE/CBAM gate (constant 0.5) from a working one."""
+import pytest
+import torch
+
+from gradattn.cli import USAGE_ERROR, main
+from gradattn.gates import format_gate_report, gate_modules, gate_report
+from gradattn.models import build_model
+
+
+def batches(n=2, batch_size=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.randn(batch_size, 1, 32, 32, generator=generator), torch.zeros(batch_size, dtype=torch.long))
+            for _ in range(n)]
+
+
+def seeded_model(name):
+    torch.manual_seed(0)
+    return build_model(name, num_classes=3, in_chans=1)
+
+
+def test_every_gate_of_se_and_cbam_resnet18_is_found():
+    se = gate_modules(seeded_model("se_resnet18"))
+    assert [kind for _, kind, _ in se] == ["se"] * 8
+    assert se[0][0] == "layer1.0.attention.fc"
+    cbam = gate_modules(seeded_model("cbam_resnet18"))
+    assert sorted({kind for _, kind, _ in cbam}) == ["cbam_channel", "cbam_spatial"] and len(cbam) == 16
+
+
+def test_a_gate_with_zero_weights_is_constant_at_one_half_and_the_others_are_not():
+    model = seeded_model("se_resnet18")
+    with torch.no_grad():
+        for weight in model.layer3[1].attention.fc.parameters():
+            weight.zero_()
+        for weight in model.layer1[0].attention.fc.parameters():
+            weight.mul_(30.0)                # a gate that modulates, as training makes some
+    model.train()
+    rows = {row["name"]: row for row in gate_report(model, batches())}
+    collapsed = rows["layer3.1.attention.fc"]
+    assert collapsed["constant"] and collapsed["weight_absmax"] == 0.0
+    assert collapsed["out_min"] == collapsed["out_max"] == 0.5 and collapsed["stage"] == "layer3"
+    working = rows["layer1.0.attention.fc"]
+    assert not working["constant"] and working["out_spread"] > 0.01
+    # at PyTorch's default init a gate is nearly flat as well, but its weights are far from zero
+    untouched = [row for name, row in rows.items() if name not in ("layer3.1.attention.fc", "layer1.0.attention.fc")]
+    assert all(0 < row["out_spread"] for row in untouched) and min(row["weight_absmax"] for row in untouched) > 0.01
+    assert model.training                       # the mode it came in with is restored
+    assert not any(module._forward_hooks for module in model.modules())   # and no hook is left behind
+    report = format_gate_report(list(rows.values()))
+    assert f"{sum(row['constant'] for row in rows.values())} of 8 gates constant" in report
+    assert "layer3.1.attention.fc" in report
+
+
+def test_dead_hidden_units_make_a_cbam_channel_gate_constant():
+    model = seeded_model("cbam_resnet18")
+    with torch.no_grad():
+        first = model.layer2[0].attention.channel.mlp[0].weight
+        first.copy_(-first.abs())            # every hidden unit negative on non-negative pooled inputs ...
+    model.layer2[0].attention.channel.register_forward_pre_hook(lambda module, args: (args[0].abs(),))
+    rows = {row["name"]: row for row in gate_report(model, batches(), num_batches=1)}
+    gate = rows["layer2.0.attention.channel"]
+    assert gate["constant"] and gate["out_min"] == gate["out_max"] == 0.5 and gate["weight_absmax"] > 0.0
+
+
+def test_models_without_gates_and_empty_loaders_are_refused():
+    with pytest.raises(ValueError, match="no SE or CBAM gates"):
+        gate_report(seeded_model("resnet18"), batches())
+    with pytest.raises(ValueError, match="no batch"):
+        gate_report(seeded_model("se_resnet18"), [])
+    with pytest.raises(ValueError, match="num_batches"):
+        gate_report(seeded_model("se_resnet18"), batches(), num_batches=0)
+
+
+def test_cli_names_a_folder_without_checkpoint(tmp_path, capsys):
+    assert main(["gates", str(tmp_path)]) == USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "no checkpoint.pt" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
