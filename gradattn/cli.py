@@ -374,12 +374,9 @@ def _run_check_prose(args) -> int:
 def _run_gates(args) -> int:
     from gradattn.gates import format_gate_report, run_gate_report
     for run_dir in args.run_dirs:
-        if not (Path(run_dir) / "checkpoint.pt").is_file():
-            raise ConfigError(f"gates {run_dir}: no checkpoint.pt there; name a finished run's folder, e.g. "
-                              "outputs/runs/fashionmnist/se_resnet18/corrected/seed0")
         try:
             rows = run_gate_report(run_dir, num_batches=args.batches, device=args.device)
-        except ValueError as err:
+        except (FileNotFoundError, ValueError) as err:
             raise ConfigError(f"gates {run_dir}: {err}") from err
         print(f"== {run_dir} ==")
         print(format_gate_report(rows))

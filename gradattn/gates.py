@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gradattn.gradflow import take_batches
 from gradattn.models.blocks import ChannelAttention, SEModule, SpatialAttention
 
 CONSTANT_SPREAD = 1e-3      # a gate whose outputs over every image and channel lie within this is constant
@@ -49,8 +50,6 @@ def gate_report(model: nn.Module, loader, num_batches: int = 4, device="cpu") ->
     if not gates:
         raise ValueError(f"{type(model).__name__} has no SE or CBAM gates; gate_report is for se_resnet18 and "
                          "cbam_resnet18 runs")
-    if num_batches < 1:
-        raise ValueError(f"num_batches must be at least 1, got {num_batches}")
     ranges = {name: [float("inf"), float("-inf")] for name, _, _ in gates}
 
     def record(name):
@@ -63,23 +62,19 @@ def gate_report(model: nn.Module, loader, num_batches: int = 4, device="cpu") ->
     was_training = model.training
     model.eval()
     try:
-        seen = 0
-        for inputs, _ in loader:
-            model(inputs.to(device))
-            seen += 1
-            if seen == num_batches:
-                break
+        for inputs, _ in take_batches(loader, num_batches, device):
+            model(inputs)
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    if seen == 0:
-        raise ValueError("the loader yielded no batch; gate_report needs images to measure the gates on")
-    return [{"name": name, "kind": kind, "stage": name.split(".")[0], "weight_absmax": _weight_absmax(module),
-             "out_min": ranges[name][0], "out_max": ranges[name][1],
-             "out_spread": ranges[name][1] - ranges[name][0],
-             "constant": ranges[name][1] - ranges[name][0] < CONSTANT_SPREAD}
-            for name, kind, module in gates]
+    rows = []
+    for name, kind, module in gates:
+        low, high = ranges[name]
+        rows.append({"name": name, "kind": kind, "stage": name.split(".")[0], "weight_absmax": _weight_absmax(module),
+                     "out_min": low, "out_max": high, "out_spread": high - low,
+                     "constant": high - low < CONSTANT_SPREAD})
+    return rows
 
 
 def format_gate_report(rows: list[dict]) -> str:

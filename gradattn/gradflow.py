@@ -210,7 +210,8 @@ def gradflow_summary(record: dict) -> dict:
 # shared plumbing
 
 
-def _batches(loader, num_batches: int, device: torch.device):
+def take_batches(loader, num_batches: int, device: torch.device):
+    """The first `num_batches` (inputs, int64 labels) batches of `loader` on `device`; refuses an empty loader."""
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}")
     count = 0
@@ -475,7 +476,7 @@ def analyze_gradient_flow(model: nn.Module, loader, mode: str = "faithful", num_
     device = _check_device(model, device)
     with preserved_state(model, restore=restore_state):
         model.train(bn_mode == "train")
-        batches = _batches(loader, num_batches, device)
+        batches = take_batches(loader, num_batches, device)
         if mode == "faithful":
             return _faithful(model, batches, loss_fn, thresholds)
         return _corrected(model, batches, loss_fn, thresholds, bn_mode)
@@ -622,7 +623,7 @@ def find_dead_layers(model: nn.Module, loader, num_batches: int = 5, device=None
     try:
         with preserved_state(model):
             model.train(bn_mode == "train")
-            for inputs, _ in _batches(loader, num_batches, device):
+            for inputs, _ in take_batches(loader, num_batches, device):
                 model(inputs)
                 num_samples += inputs.shape[0]
     finally:

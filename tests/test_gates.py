@@ -26,7 +26,7 @@ def test_every_gate_of_se_and_cbam_resnet18_is_found():
     assert sorted({kind for _, kind, _ in cbam}) == ["cbam_channel", "cbam_spatial"] and len(cbam) == 16
 
 
-def test_a_gate_with_zero_weights_is_constant_at_one_half_and_the_others_are_not():
+def test_a_gate_with_zero_weights_is_constant_at_one_half_and_a_scaled_up_one_is_not():
     model = seeded_model("se_resnet18")
     with torch.no_grad():
         for weight in model.layer3[1].attention.fc.parameters():
