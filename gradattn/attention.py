@@ -88,24 +88,7 @@ def received_table(records):
 def backfill(out_dir, device: str = "cpu", force: bool = False, log=print) -> list:
     """Write attention.json for every finished GradAttn run under `out_dir`/runs that lacks one (all of them
     with `force`), from the weights the run was tested with and its own test loader. Returns the paths."""
-    from pathlib import Path
+    from gradattn.report import backfill_run_files
 
-    from gradattn.report import load_trained_model
-    from gradattn.train import build_loaders, read_json, resolve_device, run_splits, write_json
-
-    device = resolve_device(device)
-    written = []
-    runs = Path(out_dir) / "runs"
-    for metrics_path in sorted(runs.glob("**/metrics.json")) if runs.exists() else []:
-        run_dir = metrics_path.parent
-        target = run_dir / "attention.json"
-        if (target.exists() and not force) or not (run_dir / "checkpoint.pt").exists():
-            continue
-        model, cfg = load_trained_model(run_dir, device=str(device))
-        if not has_attention(model):
-            continue
-        splits = run_splits(cfg)
-        loader = build_loaders(cfg, splits, device)["test"]
-        written.append(write_json(target, run_attention(model, loader, splits.info, device)))
-        log(f"{read_json(metrics_path)['run_key']}: wrote {target}")
-    return written
+    return backfill_run_files(out_dir, "attention.json", has_attention, run_attention, device=device, force=force,
+                              log=log)

@@ -12,6 +12,7 @@
     python -m gradattn export
     python -m gradattn attention --out outputs     # attention.json for finished runs that lack one
     python -m gradattn gates outputs/runs/fashionmnist/se_resnet18/corrected/seed0   # constant SE/CBAM gates
+    python -m gradattn gates --out outputs        # gates.json for finished SE/CBAM runs that lack one
     python -m gradattn findings                    # verdicts, ours beside the paper, paired differences
     python -m gradattn findings pe ablation --datasets cifar10 --csv
     python -m gradattn check-prose                 # numbers in README/docs prose that no table backs
@@ -219,9 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     gates = commands.add_parser(
         "gates", help="which SE/CBAM gates of finished runs still depend on their input (weights and output "
-                      "range on the test split)")
-    gates.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a finished se_resnet18 or cbam_resnet18 "
+                      "range on the test split): print them for RUN_DIRs, or write gates.json with --out")
+    gates.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="a finished se_resnet18 or cbam_resnet18 "
                        "run's folder (with checkpoint.pt), e.g. outputs/runs/fashionmnist/se_resnet18/corrected/seed0")
+    gates.add_argument("--out", help="instead, write gates.json for every finished SE/CBAM run under OUT/runs "
+                       "that lacks one (what runs trained before the analysis existed need for `export`)")
+    gates.add_argument("--force", action="store_true", help="with --out: recompute runs that already have one")
     gates.add_argument("--batches", type=int, default=4, help="test batches to measure on (default 4)")
     gates.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
 
@@ -372,14 +376,25 @@ def _run_check_prose(args) -> int:
 
 
 def _run_gates(args) -> int:
-    from gradattn.gates import format_gate_report, run_gate_report
+    from gradattn import gates
+    if bool(args.run_dirs) == bool(args.out):
+        raise ConfigError("gates: name finished runs' folders to print their gates, or --out OUT to write "
+                          "gates.json for the runs under OUT/runs, not both or neither")
+    if args.batches < 1:
+        raise ConfigError(f"gates --batches {args.batches}: measure on at least 1 test batch (default 4)")
+    if args.out:
+        if not Path(args.out).is_dir():
+            raise ConfigError(f"gates --out {args.out}: no such folder; name the folder a sweep or train wrote")
+        written = gates.backfill(args.out, device=args.device, force=args.force, num_batches=args.batches)
+        print(f"{len(written)} gate reports written under {args.out}/runs")
+        return 0
     for run_dir in args.run_dirs:
         try:
-            rows = run_gate_report(run_dir, num_batches=args.batches, device=args.device)
+            rows = gates.run_gate_report(run_dir, num_batches=args.batches, device=args.device)
         except (FileNotFoundError, ValueError) as err:
             raise ConfigError(f"gates {run_dir}: {err}") from err
         print(f"== {run_dir} ==")
-        print(format_gate_report(rows))
+        print(gates.format_gate_report(rows))
     return 0
 
 
@@ -417,8 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             exported = export_results(args.out, args.dest)
             table = exported["table"] or "no results.csv yet"
             print(f"exported {table}, {len(exported['histories'])} histories, {len(exported['gradflow'])} "
-                  f"gradient-flow and {len(exported['attention'])} attention summaries and "
-                  f"{len(exported['configs'])} run configs to {args.dest}/")
+                  f"gradient-flow, {len(exported['attention'])} attention and {len(exported['gates'])} gate "
+                  f"summaries and {len(exported['configs'])} run configs to {args.dest}/")
             return 0
         if args.command == "attention":
             from gradattn.attention import backfill

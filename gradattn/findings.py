@@ -605,17 +605,54 @@ def gradflow_table(records):
         return pd.DataFrame()
     table = label_subsets(pd.DataFrame(rows))
 
-    def counted(lists):
-        n = len(lists)
-        counts = pd.Series([name for names in lists for name in names], dtype=object).value_counts()
-        return ", ".join(f"{name} {counts[name]}/{n}" for name in sorted(counts.index)) or "none"
     out = []
     for key, runs in table.groupby(RECORD_GROUP, sort=True):
         out.append({**dict(zip(RECORD_GROUP, key)), "runs": len(runs),
                     "health faithful %": round(100 * pd.to_numeric(runs["faithful"]).mean(), 1),
                     "health corrected %": round(100 * pd.to_numeric(runs["corrected"]).mean(), 1),
-                    "dead stages": counted(runs["dead"]), "zero-gradient stages": counted(runs["zero"]),
-                    "vanishing stages": counted(runs["vanishing"])})
+                    "dead stages": _counted(runs["dead"]), "zero-gradient stages": _counted(runs["zero"]),
+                    "vanishing stages": _counted(runs["vanishing"])})
+    return pd.DataFrame(out)
+
+
+def _counted(lists) -> str:
+    """'name k/n' for each name in some of the n runs' lists, sorted by name; "none" if in none."""
+    import pandas as pd
+    n = len(lists)
+    counts = pd.Series([name for names in lists for name in names], dtype=object).value_counts()
+    return ", ".join(f"{name} {counts[name]}/{n}" for name in sorted(counts.index)) or "none"
+
+
+def gates_records(df, root: Path | None = None) -> list[tuple[dict, dict]]:
+    """(run metadata, gate report, gradattn.gates.gates_record) for the SE/CBAM runs of `df` that have one:
+    this machine's outputs/runs/<run>/gates.json first, else the committed results/gates/ copy."""
+    return _run_records(df, "gates.json", "gates", root=root)
+
+
+def gates_table(records):
+    """Per dataset, model, setting and protocol: runs, gates per run, how many of them were constant in each
+    run (by seed), which gates were constant in how many runs (named by block and gate, e.g. "layer3.1.fc"),
+    and the range of the largest weights of the constant ones: a gate training switched off is constant
+    with weights far below their init (gradattn.gates)."""
+    import pandas as pd
+
+    rows = []
+    for meta, record in records:
+        constant = [g for g in record["gates"] if g["constant"]]
+        rows.append({**meta, "gates": len(record["gates"]),
+                     "constant": sorted(g["name"].replace("attention.", "") for g in constant),
+                     "weights": [g["weight_absmax"] for g in constant]})
+    if not rows:
+        return pd.DataFrame()
+    table = label_subsets(pd.DataFrame(rows))
+    out = []
+    for key, runs in table.groupby(RECORD_GROUP, sort=True):
+        runs = runs.sort_values("seed")
+        weights = [w for ws in runs["weights"] for w in ws]
+        out.append({**dict(zip(RECORD_GROUP, key)), "runs": len(runs), "gates per run": int(runs["gates"].max()),
+                    "constant per run": ", ".join(str(len(names)) for names in runs["constant"]),
+                    "constant gates": _counted(runs["constant"]),
+                    "max |w| of constant gates": f"{min(weights):.0e} to {max(weights):.0e}" if weights else ""})
     return pd.DataFrame(out)
 
 

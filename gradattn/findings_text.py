@@ -17,6 +17,7 @@ TABLES = {
     "stem": "what the small-image stem changes: the CIFAR-style 3x3 stem minus the paper's, per model, paired by seed",
     "attention": "share of attention each tap receives, per encoder layer (mean over seeds)",
     "gradflow": "health scores and the stages that were dead or got no or vanishing gradient, per group (corrected analysis)",
+    "gates": "SE/CBAM gates whose output training left constant over the test split, per group (gradattn.gates)",
 }
 DEFAULT_TABLES = ("verdicts", "beside-paper", "paired")
 
@@ -50,6 +51,8 @@ def build_table(df, name: str, profile: str = "paper"):
         return findings.stem_table(df)
     if name == "gradflow":
         return findings.gradflow_table(findings.gradflow_records(df))
+    if name == "gates":
+        return findings.gates_table(findings.gates_records(df))
     return findings.attention_received_table(findings.attention_records(df))
 
 

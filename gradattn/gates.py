@@ -12,8 +12,14 @@ from PyTorch's default init is nearly flat too (output range under CONSTANT_SPRE
 largest weights 0.03 to 0.04), so the largest weight tells a gate that training shrank from one that never moved.
 
     python -m gradattn gates outputs/cpu/runs/fashionmnist/se_resnet18/corrected/seed0
+    python -m gradattn gates --out outputs/cpu      # gates.json for finished SE/CBAM runs that lack one
+
+Every SE/CBAM run keeps its report over the test split as `gates.json` (`gates_record`), which
+`gradattn export` copies to results/gates/ and `findings gates` tabulates.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from torch import nn
@@ -22,6 +28,7 @@ from gradattn.gradflow import take_batches
 from gradattn.models.blocks import ChannelAttention, SEModule, SpatialAttention
 
 CONSTANT_SPREAD = 1e-3      # a gate whose outputs over every image and channel lie within this is constant
+GATE_BATCHES = 4            # test batches a run's gates.json measures on
 
 
 def gate_modules(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
@@ -38,12 +45,17 @@ def gate_modules(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
     return gates
 
 
+def has_gates(model: nn.Module) -> bool:
+    """Whether `model` has SE or CBAM gates (se_resnet18, cbam_resnet18)."""
+    return bool(gate_modules(model))
+
+
 def _weight_absmax(module: nn.Module) -> float:
     return max(float(p.detach().abs().max()) for p in module.parameters())
 
 
 @torch.no_grad()
-def gate_report(model: nn.Module, loader, num_batches: int = 4, device="cpu") -> list[dict]:
+def gate_report(model: nn.Module, loader, num_batches: int = GATE_BATCHES, device="cpu") -> list[dict]:
     """Per gate: its largest absolute weight, the range of its output over `num_batches` batches of
     `loader` (every image, channel and position), and `constant`: that range is under CONSTANT_SPREAD."""
     gates = gate_modules(model)
@@ -88,7 +100,24 @@ def format_gate_report(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_gate_report(run_dir, num_batches: int = 4, device: str = "cpu") -> list[dict]:
+def gates_record(model: nn.Module, loader, info=None, device="cpu", num_batches: int = GATE_BATCHES) -> dict:
+    """What a run keeps as gates.json: `gate_report` with the batch count and threshold it used. (`info`,
+    the dataset's, is unused: the signature is gradattn.report.backfill_run_files'.)"""
+    return {"num_batches": num_batches, "constant_spread": CONSTANT_SPREAD,
+            "gates": gate_report(model, loader, num_batches=num_batches, device=device)}
+
+
+def backfill(out_dir, device: str = "cpu", force: bool = False, num_batches: int = GATE_BATCHES,
+             log=print) -> list:
+    """Write gates.json for every finished SE/CBAM run under `out_dir`/runs that lacks one (all of them with
+    `force`), from the weights the run was tested with and its own test split. Returns the paths."""
+    from gradattn.report import backfill_run_files
+
+    return backfill_run_files(out_dir, "gates.json", has_gates, partial(gates_record, num_batches=num_batches),
+                              device=device, force=force, log=log)
+
+
+def run_gate_report(run_dir, num_batches: int = GATE_BATCHES, device: str = "cpu") -> list[dict]:
     """gate_report of a finished run, with the weights it was tested with, on its own test split."""
     from gradattn.report import load_trained_model
     from gradattn.train import build_loaders, resolve_device, run_splits

@@ -350,6 +350,32 @@ def load_trained_model(run_dir: str | os.PathLike, device: str = "cpu"):
     return model.to(device).eval(), cfg
 
 
+def backfill_run_files(out_dir, file_name: str, applies, summarize, device: str = "cpu", force: bool = False,
+                       log=print) -> list:
+    """Write `file_name` into every finished run under `out_dir`/runs that lacks one (all of them with
+    `force`) and whose trained model `applies(model)` is true: `summarize(model, test_loader, dataset info,
+    device)` on the weights the run was tested with. How attention.json and gates.json reach runs trained
+    before their analysis existed. Returns the paths written."""
+    from gradattn.train import build_loaders, read_json, resolve_device, run_splits, write_json
+
+    device = resolve_device(device)
+    written = []
+    runs = Path(out_dir) / "runs"
+    for metrics_path in sorted(runs.glob("**/metrics.json")) if runs.exists() else []:
+        run_dir = metrics_path.parent
+        target = run_dir / file_name
+        if (target.exists() and not force) or not (run_dir / "checkpoint.pt").exists():
+            continue
+        model, cfg = load_trained_model(run_dir, device=str(device))
+        if not applies(model):
+            continue
+        splits = run_splits(cfg)
+        loader = build_loaders(cfg, splits, device)["test"]
+        written.append(write_json(target, summarize(model, loader, splits.info, device)))
+        log(f"{read_json(metrics_path)['run_key']}: wrote {target}")
+    return written
+
+
 def attention_by_class(model, cfg, split: str = "test", device: str = "cpu", batch_size: int = 256):
     """Mean attention (classes, layers, heads, 5, 5) of a GradAttn model over the images of each class
     of a split of the run's data (gradattn.attention), plus the per-class image counts."""

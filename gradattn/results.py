@@ -160,20 +160,20 @@ def history_file_name(run_key: str) -> str:
 
 def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLike = "results") -> dict:
     """Merge the tidy table and copy every finished run's history, its gradient-flow summary
-    (gradattn.gradflow.gradflow_summary) and, for GradAttn runs, its attention summary (gradattn.attention)
-    into the committed `dest` folder.
+    (gradattn.gradflow.gradflow_summary), for GradAttn runs its attention summary (gradattn.attention) and
+    for SE/CBAM runs its gate report (gradattn.gates) into the committed `dest` folder.
 
     Rows are merged by run_key: a run exported again replaces its row, rows exported earlier from other
     output folders (another machine, another session) stay. Each run's config.json goes to
     `dest/configs/`, so `recorded_runs` (`gradattn sweep --recorded results`) can tell a committed run from
     one with other settings in a checkout that has no outputs/. Checkpoints are never copied.
     Returns {"table": path or None, "histories": [paths], "gradflow": [paths], "attention": [paths],
-    "configs": [paths]}."""
+    "gates": [paths], "configs": [paths]}."""
     from gradattn.gradflow import gradflow_summary
 
     out_dir, dest = Path(out_dir), Path(dest)
     table = out_dir / "results.csv"
-    exported = {"table": None, "histories": [], "gradflow": [], "attention": [], "configs": []}
+    exported = {"table": None, "histories": [], "gradflow": [], "attention": [], "gates": [], "configs": []}
     if table.exists():
         rows = read_results(table)
         keys = {r["run_key"] for r in rows}
@@ -191,9 +191,10 @@ def export_results(out_dir: str | os.PathLike = "outputs", dest: str | os.PathLi
         if gradflow.exists():
             summary = gradflow_summary(read_json(gradflow))
             exported["gradflow"].append(write_json(dest / "gradflow" / summary_file_name(run_key), summary))
-        attention = metrics_path.parent / "attention.json"
-        if attention.exists():
-            exported["attention"].append(_copy_atomic(attention, dest / "attention" / summary_file_name(run_key)))
+        for kind in ("attention", "gates"):
+            record = metrics_path.parent / f"{kind}.json"
+            if record.exists():
+                exported[kind].append(_copy_atomic(record, dest / kind / summary_file_name(run_key)))
         config = metrics_path.parent / "config.json"
         if config.exists():
             exported["configs"].append(_copy_atomic(config, dest / "configs" / summary_file_name(run_key)))
@@ -221,7 +222,7 @@ def recorded_runs(dest: str | os.PathLike = "results") -> dict[str, dict]:
 
 
 def summary_file_name(run_key: str) -> str:
-    """results/attention/ and results/gradflow/ file name of a run's summary: the history's name, as .json."""
+    """results/attention/, results/gates/ and results/gradflow/ file name of a run's summary: the history's name, as .json."""
     return history_file_name(run_key).removesuffix(".csv") + ".json"
 
 

@@ -45,6 +45,7 @@ from gradattn.attention import has_attention, run_attention
 from gradattn.data.sources import check_variant
 from gradattn.fastdata import model_device
 from gradattn.fileio import atomic_write_bytes, atomic_write_csv, atomic_write_text
+from gradattn.gates import gates_record, has_gates
 from gradattn.gradflow import GradientMonitor, analyze_gradient_flow, find_dead_layers
 from gradattn.interleave import run_interleaved, run_steps
 from gradattn.metrics import evaluate
@@ -854,6 +855,8 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
     test = evaluate(model, loaders["test"], device, info.num_classes)
     if has_attention(model):
         write_json(run_dir / "attention.json", run_attention(model, loaders["test"], info, device))
+    if has_gates(model):
+        write_json(run_dir / "gates.json", gates_record(model, loaders["test"], info, device))
     gradflow = _gradient_flow(model, loaders["gradflow"], cfg, device)
     if gradflow is not None:
         write_json(run_dir / "gradflow.json", gradflow)

@@ -127,6 +127,8 @@ def test_train_end_to_end_on_embedded_sample_then_export(tmp_path, capsys):
     capsys.readouterr()
     assert main(["gates", str(run_dir)]) == USAGE_ERROR
     assert "has no SE or CBAM gates" in capsys.readouterr().err
+    assert main(["gates", "--out", str(tmp_path / "outputs")]) == 0     # and writes no gates.json for it
+    assert "0 gate reports written" in capsys.readouterr().out and not (run_dir / "gates.json").exists()
 
 
 def test_sweep_base_config_takes_the_grid_dataset_so_variants_validate(monkeypatch):

@@ -74,3 +74,52 @@ def test_cli_names_a_folder_without_checkpoint(tmp_path, capsys):
     assert main(["gates", str(tmp_path)]) == USAGE_ERROR
     err = capsys.readouterr().err
     assert "no checkpoint.pt" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, named", [([], "not both or neither"), (["RUN", "--out", "."], "not both or neither"),
+                                         (["--out", "no-such-folder"], "no such folder"),
+                                         (["RUN", "--batches", "0"], "--batches 0")])
+def test_cli_refuses_bad_arguments_in_one_line(argv, named, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["gates", *argv]) == USAGE_ERROR
+    err = capsys.readouterr().err
+    assert named in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_finished_se_run_keeps_its_gate_report_which_export_commits_and_backfill_rebuilds(tmp_path, capsys,
+                                                                                             monkeypatch):
+    import json
+
+    from gradattn.findings import gates_records, gates_table
+    from gradattn.results import export_results
+    from gradattn.train import TrainConfig, run_experiment
+
+    monkeypatch.delenv("GRADATTN_OUTPUTS", raising=False)
+    cfg = TrainConfig(dataset="fashionmnist", model="se_resnet18", protocol="corrected", sample=True, epochs=1,
+                      max_train_samples=128, gradflow_batches=0, out_dir=str(tmp_path / "outputs"),
+                      progress=False, device="cpu")
+    run_experiment(cfg)
+    record = json.loads((cfg.run_dir / "gates.json").read_text())
+    assert record["num_batches"] == 4 and record["constant_spread"] == 1e-3
+    assert [g["name"] for g in record["gates"]][0] == "layer1.0.attention.fc" and len(record["gates"]) == 8
+
+    exported = export_results(tmp_path / "outputs", tmp_path / "results")
+    assert [p.name for p in exported["gates"]] == ["fashionmnist__se_resnet18-e1-n128-sample__corrected__seed0.json"]
+    assert json.loads(exported["gates"][0].read_text()) == record
+
+    (cfg.run_dir / "gates.json").unlink()           # a run from before gates.json existed
+    assert main(["gates", "--out", str(tmp_path / "outputs")]) == 0
+    assert "1 gate reports written" in capsys.readouterr().out
+    rebuilt = json.loads((cfg.run_dir / "gates.json").read_text())
+    assert [(g["name"], g["constant"]) for g in rebuilt["gates"]] == [(g["name"], g["constant"]) for g in record["gates"]]
+    assert main(["gates", "--out", str(tmp_path / "outputs")]) == 0
+    assert "0 gate reports written" in capsys.readouterr().out      # nothing left to do
+
+    import pandas as pd
+    df = pd.DataFrame([dict(run_key=cfg.run_key, dataset="fashionmnist", data="fashionmnist", model="se_resnet18",
+                            setting="e1-n128-sample", protocol="corrected", seed=0)])
+    (cfg.run_dir / "gates.json").unlink()           # a fresh checkout: the committed copy is read
+    row = gates_table(gates_records(df, root=tmp_path)).iloc[0]
+    constant = [g for g in record["gates"] if g["constant"]]
+    assert (row["runs"], row["gates per run"], row["constant per run"]) == (1, 8, str(len(constant)))
+    assert all(f"{g['name'].replace('attention.', '')} 1/1" in row["constant gates"] for g in constant)
