@@ -27,6 +27,7 @@ import collections
 import sys
 from pathlib import Path
 
+from gradattn.gates import GATE_BATCHES
 from gradattn.train import PIPELINES, PROTOCOLS, STEMS, ConfigError, NonFiniteLossError, TrainConfig
 
 USAGE_ERROR = 2
@@ -226,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     gates.add_argument("--out", help="instead, write gates.json for every finished SE/CBAM run under OUT/runs "
                        "that lacks one (what runs trained before the analysis existed need for `export`)")
     gates.add_argument("--force", action="store_true", help="with --out: recompute runs that already have one")
-    gates.add_argument("--batches", type=int, default=4, help="test batches to measure on (default 4)")
+    gates.add_argument("--batches", type=int, default=GATE_BATCHES,
+                       help=f"test batches to measure on (default {GATE_BATCHES})")
     gates.add_argument("--device", default="cpu", help="auto, cpu or cuda (default cpu)")
 
     from gradattn.findings_text import DEFAULT_TABLES, TABLES
@@ -381,7 +383,8 @@ def _run_gates(args) -> int:
         raise ConfigError("gates: name finished runs' folders to print their gates, or --out OUT to write "
                           "gates.json for the runs under OUT/runs, not both or neither")
     if args.batches < 1:
-        raise ConfigError(f"gates --batches {args.batches}: measure on at least 1 test batch (default 4)")
+        raise ConfigError(f"gates --batches {args.batches}: measure on at least 1 test batch (default "
+                          f"{gates.GATE_BATCHES})")
     if args.out:
         if not Path(args.out).is_dir():
             raise ConfigError(f"gates --out {args.out}: no such folder; name the folder a sweep or train wrote")

@@ -119,10 +119,10 @@ def backfill(out_dir, device: str = "cpu", force: bool = False, num_batches: int
 
 def run_gate_report(run_dir, num_batches: int = GATE_BATCHES, device: str = "cpu") -> list[dict]:
     """gate_report of a finished run, with the weights it was tested with, on its own test split."""
-    from gradattn.report import load_trained_model
-    from gradattn.train import build_loaders, resolve_device, run_splits
+    from gradattn.report import load_trained_model, test_split_loader
+    from gradattn.train import resolve_device
 
     device = resolve_device(device)
     model, cfg = load_trained_model(run_dir, device=str(device))
-    loader = build_loaders(cfg, run_splits(cfg), device)["test"]
+    _, loader = test_split_loader(cfg, device)
     return gate_report(model, loader, num_batches=num_batches, device=device)

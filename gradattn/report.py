@@ -350,13 +350,21 @@ def load_trained_model(run_dir: str | os.PathLike, device: str = "cpu"):
     return model.to(device).eval(), cfg
 
 
+def test_split_loader(cfg, device):
+    """(dataset info, loader) of a finished run's own test split, built as run_experiment built it: what the
+    analyses of a trained run (attention.json, gates.json) measure on."""
+    from gradattn.train import build_loaders, run_splits
+    splits = run_splits(cfg)
+    return splits.info, build_loaders(cfg, splits, device)["test"]
+
+
 def backfill_run_files(out_dir, file_name: str, applies, summarize, device: str = "cpu", force: bool = False,
                        log=print) -> list:
     """Write `file_name` into every finished run under `out_dir`/runs that lacks one (all of them with
     `force`) and whose trained model `applies(model)` is true: `summarize(model, test_loader, dataset info,
     device)` on the weights the run was tested with. How attention.json and gates.json reach runs trained
     before their analysis existed. Returns the paths written."""
-    from gradattn.train import build_loaders, read_json, resolve_device, run_splits, write_json
+    from gradattn.train import read_json, resolve_device, write_json
 
     device = resolve_device(device)
     written = []
@@ -369,9 +377,8 @@ def backfill_run_files(out_dir, file_name: str, applies, summarize, device: str 
         model, cfg = load_trained_model(run_dir, device=str(device))
         if not applies(model):
             continue
-        splits = run_splits(cfg)
-        loader = build_loaders(cfg, splits, device)["test"]
-        written.append(write_json(target, summarize(model, loader, splits.info, device)))
+        info, loader = test_split_loader(cfg, device)
+        written.append(write_json(target, summarize(model, loader, info, device)))
         log(f"{read_json(metrics_path)['run_key']}: wrote {target}")
     return written
 
