@@ -382,6 +382,9 @@ def _run_gates(args) -> int:
     if bool(args.run_dirs) == bool(args.out):
         raise ConfigError("gates: name finished runs' folders to print their gates, or --out OUT to write "
                           "gates.json for the runs under OUT/runs, not both or neither")
+    if args.force and not args.out:
+        raise ConfigError("gates --force: only --out writes gates.json, so only it can recompute; printing "
+                          "RUN_DIRs always measures afresh (drop --force, or use --out OUT --force)")
     if args.batches < 1:
         raise ConfigError(f"gates --batches {args.batches}: measure on at least 1 test batch (default "
                           f"{gates.GATE_BATCHES})")
@@ -440,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "attention":
             from gradattn.attention import backfill
+            if not Path(args.out).is_dir():
+                raise ConfigError(f"attention --out {args.out}: no such folder; name the folder a sweep or train "
+                                  f"wrote (its --out, e.g. outputs or outputs/gpu)")
             written = backfill(args.out, device=args.device, force=args.force)
             print(f"{len(written)} attention summaries written under {args.out}/runs")
             return 0

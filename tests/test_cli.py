@@ -164,3 +164,9 @@ def test_export_from_a_folder_that_does_not_exist_is_refused(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 2 and "no such folder" in result.stderr and "--out" in result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_attention_on_a_folder_that_does_not_exist_is_refused(tmp_path, capsys):
+    assert main(["attention", "--out", str(tmp_path / "outputs" / "gpu"), "--device", "cpu"]) == USAGE_ERROR
+    err = capsys.readouterr().err
+    assert "attention --out" in err and "no such folder" in err and len(err.strip().splitlines()) == 1

@@ -78,7 +78,8 @@ def test_cli_names_a_folder_without_checkpoint(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, named", [([], "not both or neither"), (["RUN", "--out", "."], "not both or neither"),
                                          (["--out", "no-such-folder"], "no such folder"),
-                                         (["RUN", "--batches", "0"], "--batches 0")])
+                                         (["RUN", "--batches", "0"], "--batches 0"),
+                                         (["RUN", "--force"], "--force: only --out")])
 def test_cli_refuses_bad_arguments_in_one_line(argv, named, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["gates", *argv]) == USAGE_ERROR
