@@ -633,7 +633,9 @@ def gates_table(records):
     """Per dataset, model, setting and protocol: runs, gates per run, how many of them were constant in each
     run (by seed), which gates were constant in how many runs (named by block and gate, e.g. "layer3.1.fc"),
     and the range of the largest weights of the constant ones: a gate training switched off is constant
-    with weights far below their init (gradattn.gates)."""
+    with weights far below their init (gradattn.gates). "smallest factor": the range, over the constant gates,
+    of their smaller weight matrix's largest weight (gates.json from before `factor_absmax` existed lack it:
+    how many of the constant gates have it is said where not all do)."""
     import pandas as pd
 
     rows = []
@@ -641,7 +643,8 @@ def gates_table(records):
         constant = [g for g in record["gates"] if g["constant"]]
         rows.append({**meta, "gates": len(record["gates"]),
                      "constant": sorted(g["name"].replace("attention.", "") for g in constant),
-                     "weights": [g["weight_absmax"] for g in constant]})
+                     "weights": [g["weight_absmax"] for g in constant],
+                     "factors": [min(g["factor_absmax"]) for g in constant if g.get("factor_absmax")]})
     if not rows:
         return pd.DataFrame()
     table = label_subsets(pd.DataFrame(rows))
@@ -649,10 +652,15 @@ def gates_table(records):
     for key, runs in table.groupby(RECORD_GROUP, sort=True):
         runs = runs.sort_values("seed")
         weights = [w for ws in runs["weights"] for w in ws]
+        factors = [w for ws in runs["factors"] for w in ws]
+        smallest = f"{min(factors):.0e} to {max(factors):.0e}" if factors else ""
+        if weights and len(factors) < len(weights):
+            smallest = f"{smallest} ({len(factors)} of {len(weights)} recorded)" if factors else "not recorded"
         out.append({**dict(zip(RECORD_GROUP, key)), "runs": len(runs), "gates per run": int(runs["gates"].max()),
                     "constant per run": ", ".join(str(len(names)) for names in runs["constant"]),
                     "constant gates": _counted(runs["constant"]),
-                    "max |w| of constant gates": f"{min(weights):.0e} to {max(weights):.0e}" if weights else ""})
+                    "max |w| of constant gates": f"{min(weights):.0e} to {max(weights):.0e}" if weights else "",
+                    "smallest factor": smallest})
     return pd.DataFrame(out)
 
 

@@ -10,6 +10,8 @@ in the gradient-flow report cannot tell that apart from a working gate whose gra
 `gate_report` can, from the gate's weights and the spread of its output over real images. A gate fresh
 from PyTorch's default init is nearly flat too (output range under CONSTANT_SPREAD on random images, with
 largest weights 0.03 to 0.04), so the largest weight tells a gate that training shrank from one that never moved.
+Each weight matrix's own largest weight (`factor_absmax`) shows whether both factors shrank or one alone: one
+factor near zero is enough to silence the gate while the other keeps weights of 1e-2.
 
     python -m gradattn gates outputs/cpu/runs/fashionmnist/se_resnet18/corrected/seed0
     python -m gradattn gates --out outputs/cpu      # gates.json for finished SE/CBAM runs that lack one
@@ -50,14 +52,16 @@ def has_gates(model: nn.Module) -> bool:
     return bool(gate_modules(model))
 
 
-def _weight_absmax(module: nn.Module) -> float:
-    return max(float(p.detach().abs().max()) for p in module.parameters())
+def _factor_absmax(module: nn.Module) -> list[float]:
+    """Largest absolute weight of each of the gate's weight tensors, input side first."""
+    return [float(p.detach().abs().max()) for p in module.parameters()]
 
 
 @torch.no_grad()
 def gate_report(model: nn.Module, loader, num_batches: int = GATE_BATCHES, device="cpu") -> list[dict]:
-    """Per gate: its largest absolute weight, the range of its output over `num_batches` batches of
-    `loader` (every image, channel and position), and `constant`: that range is under CONSTANT_SPREAD."""
+    """Per gate: its largest absolute weight (overall, and per weight tensor: `factor_absmax`), the range of
+    its output over `num_batches` batches of `loader` (every image, channel and position), and `constant`:
+    that range is under CONSTANT_SPREAD."""
     gates = gate_modules(model)
     if not gates:
         raise ValueError(f"{type(model).__name__} has no SE or CBAM gates; gate_report is for se_resnet18 and "
@@ -83,18 +87,20 @@ def gate_report(model: nn.Module, loader, num_batches: int = GATE_BATCHES, devic
     rows = []
     for name, kind, module in gates:
         low, high = ranges[name]
-        rows.append({"name": name, "kind": kind, "stage": name.split(".")[0], "weight_absmax": _weight_absmax(module),
-                     "out_min": low, "out_max": high, "out_spread": high - low,
+        factors = _factor_absmax(module)
+        rows.append({"name": name, "kind": kind, "stage": name.split(".")[0], "weight_absmax": max(factors),
+                     "factor_absmax": factors, "out_min": low, "out_max": high, "out_spread": high - low,
                      "constant": high - low < CONSTANT_SPREAD})
     return rows
 
 
 def format_gate_report(rows: list[dict]) -> str:
     """One line per gate, then how many are constant."""
-    lines = [f"{'gate':<28} {'kind':<13} {'max |w|':>9} {'out min':>8} {'out max':>8}  constant"]
+    lines = [f"{'gate':<28} {'kind':<13} {'max |w|':>9} {'per factor':>19} {'out min':>8} {'out max':>8}  constant"]
     for row in rows:
-        lines.append(f"{row['name']:<28} {row['kind']:<13} {row['weight_absmax']:>9.2e} {row['out_min']:>8.4f} "
-                     f"{row['out_max']:>8.4f}  {'yes' if row['constant'] else 'no'}")
+        factors = " / ".join(f"{w:.1e}" for w in row.get("factor_absmax", []))
+        lines.append(f"{row['name']:<28} {row['kind']:<13} {row['weight_absmax']:>9.2e} {factors:>19} "
+                     f"{row['out_min']:>8.4f} {row['out_max']:>8.4f}  {'yes' if row['constant'] else 'no'}")
     lines.append(f"{sum(row['constant'] for row in rows)} of {len(rows)} gates constant "
                  f"(output range under {CONSTANT_SPREAD:g})")
     return "\n".join(lines)

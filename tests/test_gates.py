@@ -36,7 +36,7 @@ def test_a_gate_with_zero_weights_is_constant_at_one_half_and_a_scaled_up_one_is
     model.train()
     rows = {row["name"]: row for row in gate_report(model, batches())}
     collapsed = rows["layer3.1.attention.fc"]
-    assert collapsed["constant"] and collapsed["weight_absmax"] == 0.0
+    assert collapsed["constant"] and collapsed["weight_absmax"] == 0.0 and collapsed["factor_absmax"] == [0.0, 0.0]
     assert collapsed["out_min"] == collapsed["out_max"] == 0.5 and collapsed["stage"] == "layer3"
     working = rows["layer1.0.attention.fc"]
     assert not working["constant"] and working["out_spread"] > 0.01
@@ -48,6 +48,20 @@ def test_a_gate_with_zero_weights_is_constant_at_one_half_and_a_scaled_up_one_is
     report = format_gate_report(list(rows.values()))
     assert f"{sum(row['constant'] for row in rows.values())} of 8 gates constant" in report
     assert "layer3.1.attention.fc" in report
+
+
+def test_one_shrunk_factor_silences_a_gate_and_factor_absmax_says_which():
+    model = seeded_model("cbam_resnet18")
+    mlp = model.layer4[1].attention.channel.mlp
+    with torch.no_grad():
+        mlp[0].weight.mul_(1e-6)             # the input-side 1x1 conv shrunk, the output side left as it was
+    rows = {row["name"]: row for row in gate_report(model, batches(), num_batches=1)}
+    gate = rows["layer4.1.attention.channel"]
+    first, second = gate["factor_absmax"]
+    assert gate["constant"] and first < 1e-5 and second == gate["weight_absmax"] > 1e-2
+    assert first == float(mlp[0].weight.abs().max())
+    assert len(rows["layer4.1.attention.spatial"]["factor_absmax"]) == 1      # one 7x7 conv
+    assert f"{first:.1e} / {second:.1e}" in format_gate_report(list(rows.values()))
 
 
 def test_dead_hidden_units_make_a_cbam_channel_gate_constant():
@@ -124,3 +138,9 @@ def test_a_finished_se_run_keeps_its_gate_report_which_export_commits_and_backfi
     constant = [g for g in record["gates"] if g["constant"]]
     assert (row["runs"], row["gates per run"], row["constant per run"]) == (1, 8, str(len(constant)))
     assert all(f"{g['name'].replace('attention.', '')} 1/1" in row["constant gates"] for g in constant)
+    smallest = [min(g["factor_absmax"]) for g in constant]
+    assert row["smallest factor"] == (f"{min(smallest):.0e} to {max(smallest):.0e}" if constant else "")
+    # a gates.json from before factor_absmax existed says so instead of guessing
+    older = {**record, "gates": [{k: v for k, v in g.items() if k != "factor_absmax"} for g in record["gates"]]}
+    older_row = gates_table([(df.iloc[0].to_dict(), older)]).iloc[0]
+    assert older_row["smallest factor"] == ("not recorded" if constant else "")
