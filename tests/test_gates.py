@@ -59,7 +59,7 @@ def test_one_shrunk_factor_silences_a_gate_and_factor_absmax_says_which():
     gate = rows["layer4.1.attention.channel"]
     first, second = gate["factor_absmax"]
     assert gate["constant"] and first < 1e-5 and second == gate["weight_absmax"] > 1e-2
-    assert first == float(mlp[0].weight.abs().max())
+    assert first == float(mlp[0].weight.detach().abs().max())
     assert len(rows["layer4.1.attention.spatial"]["factor_absmax"]) == 1      # one 7x7 conv
     assert f"{first:.1e} / {second:.1e}" in format_gate_report(list(rows.values()))
 
