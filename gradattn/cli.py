@@ -377,6 +377,13 @@ def _run_check_prose(args) -> int:
     return 1 if report else 0
 
 
+def _require_out_folder(command: str, out) -> None:
+    """Commands that read a sweep's output folder refuse one that does not exist, rather than finding no runs."""
+    if not Path(out).is_dir():
+        raise ConfigError(f"{command} --out {out}: no such folder; name the folder a sweep or train wrote (its "
+                          f"--out, e.g. outputs or outputs/gpu)")
+
+
 def _run_gates(args) -> int:
     from gradattn import gates
     if bool(args.run_dirs) == bool(args.out):
@@ -389,8 +396,7 @@ def _run_gates(args) -> int:
         raise ConfigError(f"gates --batches {args.batches}: measure on at least 1 test batch (default "
                           f"{gates.GATE_BATCHES})")
     if args.out:
-        if not Path(args.out).is_dir():
-            raise ConfigError(f"gates --out {args.out}: no such folder; name the folder a sweep or train wrote")
+        _require_out_folder("gates", args.out)
         written = gates.backfill(args.out, device=args.device, force=args.force, num_batches=args.batches)
         print(f"{len(written)} gate reports written under {args.out}/runs")
         return 0
@@ -432,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run_sweep(args)
         if args.command == "export":
             from gradattn.results import export_results
-            if not Path(args.out).is_dir():
-                raise ConfigError(f"export --out {args.out}: no such folder; name the folder a sweep or train "
-                                  f"wrote (its --out, e.g. outputs or outputs/gpu)")
+            _require_out_folder("export", args.out)
             exported = export_results(args.out, args.dest)
             table = exported["table"] or "no results.csv yet"
             print(f"exported {table}, {len(exported['histories'])} histories, {len(exported['gradflow'])} "
@@ -443,9 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "attention":
             from gradattn.attention import backfill
-            if not Path(args.out).is_dir():
-                raise ConfigError(f"attention --out {args.out}: no such folder; name the folder a sweep or train "
-                                  f"wrote (its --out, e.g. outputs or outputs/gpu)")
+            _require_out_folder("attention", args.out)
             written = backfill(args.out, device=args.device, force=args.force)
             print(f"{len(written)} attention summaries written under {args.out}/runs")
             return 0

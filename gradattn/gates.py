@@ -98,7 +98,7 @@ def format_gate_report(rows: list[dict]) -> str:
     """One line per gate, then how many are constant."""
     lines = [f"{'gate':<28} {'kind':<13} {'max |w|':>9} {'per factor':>19} {'out min':>8} {'out max':>8}  constant"]
     for row in rows:
-        factors = " / ".join(f"{w:.1e}" for w in row.get("factor_absmax", []))
+        factors = " / ".join(f"{w:.1e}" for w in row["factor_absmax"])
         lines.append(f"{row['name']:<28} {row['kind']:<13} {row['weight_absmax']:>9.2e} {factors:>19} "
                      f"{row['out_min']:>8.4f} {row['out_max']:>8.4f}  {'yes' if row['constant'] else 'no'}")
     lines.append(f"{sum(row['constant'] for row in rows)} of {len(rows)} gates constant "
