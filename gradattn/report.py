@@ -355,7 +355,7 @@ def test_split_loader(cfg, device):
     analyses of a trained run (attention.json, gates.json) measure on."""
     from gradattn.train import build_loaders, run_splits
     splits = run_splits(cfg)
-    return splits.info, build_loaders(cfg, splits, device)["test"]
+    return splits.info, build_loaders(cfg, splits, device, names=("test",))["test"]
 
 
 def backfill_run_files(out_dir, file_name: str, applies, summarize, device: str = "cpu", force: bool = False,

@@ -682,10 +682,16 @@ class EpochSeededLoader:
         return len(self.loader)
 
 
-def build_loaders(cfg: TrainConfig, splits, device: torch.device) -> dict:
-    """{"train", "val", "test", "gradflow"} loaders of the configured pipeline ("gradflow": test split in
-    training-size batches, as the authors analysed it)."""
+def build_loaders(cfg: TrainConfig, splits, device: torch.device,
+                  names: tuple = ("train", "val", "test", "gradflow")) -> dict:
+    """The `names` loaders ("train", "val", "test", "gradflow": test split in training-size batches, as the
+    authors analysed it) of the configured pipeline. An analysis of a finished run asks for "test" alone, so
+    it never stages the training split."""
+    unknown = set(names) - {"train", "val", "test", "gradflow"}
+    if unknown:
+        raise ValueError(f"unknown loader name(s) {sorted(unknown)}: choose from train, val, test, gradflow")
     batch_size = cfg.resolved_batch_size
+    split_names = [name for name in ("train", "val", "test") if name in names]
     if cfg.pipeline == "fast":
         from gradattn.fastdata import DeviceLoader
 
@@ -694,20 +700,24 @@ def build_loaders(cfg: TrainConfig, splits, device: torch.device) -> dict:
                                       batch_size if name == "train" else max(batch_size, EVAL_BATCH_SIZE),
                                       train=name == "train", device=device, seed=cfg.seed,
                                       channels_last=channels_last)
-                   for name in ("train", "val", "test")}
-        # Whole-batch gradient norms scale with the batch: analyse with the authors' batch size.
-        loaders["gradflow"] = DeviceLoader(splits.test, splits.info, batch_size, train=False, device=device,
-                                           seed=cfg.seed, channels_last=channels_last)
+                   for name in split_names}
+        if "gradflow" in names:
+            # Whole-batch gradient norms scale with the batch: analyse with the authors' batch size.
+            loaders["gradflow"] = DeviceLoader(splits.test, splits.info, batch_size, train=False, device=device,
+                                               seed=cfg.seed, channels_last=channels_last)
         return loaders
     from gradattn.data import build_torch_datasets
 
     datasets = build_torch_datasets(splits)
     pin = device.type == "cuda"
+    if "gradflow" in names and "test" not in split_names:
+        split_names.append("test")
     loaders = {name: EpochSeededLoader(datasets[name], batch_size, shuffle=name == "train", seed=cfg.seed,
                                        num_workers=cfg.num_workers, pin_memory=pin)
-               for name in ("train", "val", "test")}
-    loaders["gradflow"] = loaders["test"]
-    return loaders
+               for name in split_names}
+    if "gradflow" in names:
+        loaders["gradflow"] = loaders["test"]
+    return {name: loaders[name] for name in names}
 
 
 def limit_train_split(splits, max_train_samples: int | None):

@@ -361,6 +361,25 @@ def test_torch_pipeline_loader_shuffle_depends_only_on_seed_and_epoch():
     assert sorted(labels_of_epoch(a, 5)) == list(range(40)) and len(a) == 5
 
 
+@pytest.mark.parametrize("pipeline", ["fast", "torch"])
+def test_build_loaders_builds_only_the_loaders_asked_for(pipeline):
+    from gradattn.train import build_loaders, run_splits
+
+    cfg = TrainConfig(dataset="fashionmnist", model="resnet18", protocol="corrected", sample=True,
+                      pipeline=pipeline, device="cpu", num_workers=0)
+    splits = run_splits(cfg)
+    device = torch.device("cpu")
+    every = build_loaders(cfg, splits, device)
+    assert list(every) == ["train", "val", "test", "gradflow"]
+    only_test = build_loaders(cfg, splits, device, names=("test",))
+    assert list(only_test) == ["test"]
+    for (x, y), (x_all, y_all) in zip(only_test["test"], every["test"]):
+        assert torch.equal(x, x_all) and torch.equal(y, y_all)
+    assert list(build_loaders(cfg, splits, device, names=("gradflow",))) == ["gradflow"]
+    with pytest.raises(ValueError, match="unknown loader name.*'tset'.*choose from"):
+        build_loaders(cfg, splits, device, names=("tset",))
+
+
 def test_profiles_name_real_models_and_datasets():
     from gradattn.data import list_datasets
     from gradattn.models import list_models
