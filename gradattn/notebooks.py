@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -350,10 +351,33 @@ def _check_runs_to_show(names: list[str], root: Path) -> None:
                 f"(python -m gradattn.notebooks refresh {' '.join(producers)} {name})")
 
 
+REFRESH_THREADS = 2   # the committed outputs' CPU thread count (and the CI machine's core count)
+
+
+@contextmanager
+def _kernel_threads(threads: int):
+    """Run the notebook kernels that start inside this block with `threads` CPU threads (torch reads
+    OMP_NUM_THREADS when the kernel imports it); the caller's environment is restored afterwards."""
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+
+
 def refresh_committed(names: list[str] | None = None, root: Path | None = None,
-                      progress: bool = True, log=None) -> list[Path]:
-    """Re-execute the committed notebooks in place with their default (quick) parameters."""
+                      progress: bool = True, log=None, threads: int = REFRESH_THREADS) -> list[Path]:
+    """Re-execute the committed notebooks in place with their default (quick) parameters, on `threads`
+    CPU threads: CPU training is bit-for-bit repeatable at a fixed thread count, so a refresh on an
+    unchanged library reproduces the committed quick-profile numbers whatever the machine's core count
+    (on the same kind of CPU)."""
     import nbformat
+    if threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {threads}")
     log = log or _log
     root = Path(root) if root else project_root()
     names = list(names or NOTEBOOKS)
@@ -361,9 +385,9 @@ def refresh_committed(names: list[str] | None = None, root: Path | None = None,
     written = []
     for name in names:
         path = root / "notebooks" / f"{name}.ipynb"
-        log(f"refreshing {path} ...")
+        log(f"refreshing {path} ({threads} CPU threads) ...")
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as tmp, _kernel_threads(threads):
             nb = execute_notebook(path, Path(tmp) / path.name, cwd=path.parent, progress=progress)
         strip_volatile_metadata(nb)
         atomic_write_text(path, nbformat.writes(nb) + "\n")
@@ -391,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--profile", default=None, help="label for the index (default: from the notebooks)")
     r = sub.add_parser("refresh", help="re-execute the committed notebooks in place (quick defaults)")
     r.add_argument("names", nargs="*", help="notebook stems (default: all)")
+    r.add_argument("--threads", type=int, default=REFRESH_THREADS,
+                   help=f"CPU threads of the kernels (default {REFRESH_THREADS}, the committed outputs')")
     args = parser.parse_args(argv)
     try:
         if args.command == "paper":
@@ -400,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "html":
             render_site(profile=args.profile)
         else:
-            refresh_committed(args.names or None)
+            refresh_committed(args.names or None, threads=args.threads)
     except NotebookFailed as exc:
         print(f"\nERROR: {exc}", file=sys.stderr)
         return 1

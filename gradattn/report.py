@@ -33,6 +33,15 @@ def resolve_device(device: str | None = "auto") -> str:
     return str(resolve(device))
 
 
+def device_label(device: str) -> str:
+    """What a run's `device` column will say: the GPU's name, or the CPU with its thread count. CPU runs
+    are bit-for-bit repeatable only at the same thread count (the sums are split differently), so the
+    notebooks print it beside their results."""
+    import torch
+    from gradattn.train import device_name
+    return device_name(torch.device(device))
+
+
 def profile_label(profile: str) -> str:
     """The label every table and figure title of a profile carries (from gradattn.profiles)."""
     try:

@@ -177,6 +177,35 @@ def test_refreshing_05_alone_without_quick_runs_is_refused(tmp_path, monkeypatch
         "fashionmnist/resnet18-e3-sample/paper/seed0,fashionmnist,resnet18,resnet18-e3-sample,paper,0,True,50.0\n")
     notebooks._check_runs_to_show(["05_results"], tmp_path)                     # runs present: fine
 
+def test_a_refresh_pins_the_kernels_cpu_threads_and_restores_the_callers(monkeypatch, tmp_path):
+    """A refresh reproduces the committed quick-profile numbers only at their thread count: a process started
+    inside the block (as papermill starts its kernel) runs torch with that many threads."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    with notebooks._kernel_threads(1):
+        child = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                               capture_output=True, text=True, check=True)
+    assert child.stdout.strip() == "1"            # (torch caps a larger count at the machine's cores)
+    assert notebooks.os.environ["OMP_NUM_THREADS"] == "2"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    with notebooks._kernel_threads(3):
+        assert notebooks.os.environ["OMP_NUM_THREADS"] == "3"
+    assert "OMP_NUM_THREADS" not in notebooks.os.environ
+    with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
+        notebooks.refresh_committed(["00_overview"], root=tmp_path, threads=0)
+
+
+def test_notebooks_print_the_device_with_its_thread_count():
+    import torch
+
+    label = report.device_label("cpu")
+    assert label.startswith("cpu (") and label.endswith(f", {torch.get_num_threads()} threads)"), label
+    for name in notebooks.NOTEBOOKS:
+        assert any("report.device_label(device)" in c.source for c in _read(name).cells if c.cell_type == "code"), name
+
+
 @pytest.mark.slow
 def test_papermill_02_train_tiny_run(tmp_path):
     """02_train under papermill with a tiny parameter set: executed notebook and run directory."""
