@@ -373,8 +373,8 @@ def refresh_committed(names: list[str] | None = None, root: Path | None = None,
                       progress: bool = True, log=None, threads: int = REFRESH_THREADS) -> list[Path]:
     """Re-execute the committed notebooks in place with their default (quick) parameters, on `threads`
     CPU threads: CPU training is bit-for-bit repeatable at a fixed thread count, so a refresh on an
-    unchanged library reproduces the committed quick-profile numbers whatever the machine's core count
-    (on the same kind of CPU)."""
+    unchanged library reproduces the committed quick-profile numbers on any machine of the same kind of CPU
+    with at least `threads` cores (torch caps the count at the cores there are)."""
     import nbformat
     if threads < 1:
         raise ValueError(f"--threads must be at least 1, got {threads}")

@@ -705,7 +705,7 @@ def build_loaders(cfg: TrainConfig, splits, device: torch.device,
             # Whole-batch gradient norms scale with the batch: analyse with the authors' batch size.
             loaders["gradflow"] = DeviceLoader(splits.test, splits.info, batch_size, train=False, device=device,
                                                seed=cfg.seed, channels_last=channels_last)
-        return loaders
+        return {name: loaders[name] for name in names}
     from gradattn.data import build_torch_datasets
 
     datasets = build_torch_datasets(splits)
