@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -354,21 +353,6 @@ def _check_runs_to_show(names: list[str], root: Path) -> None:
 REFRESH_THREADS = 2   # the committed outputs' CPU thread count (and the CI machine's core count)
 
 
-@contextmanager
-def _kernel_threads(threads: int):
-    """Run the notebook kernels that start inside this block with `threads` CPU threads (torch reads
-    OMP_NUM_THREADS when the kernel imports it); the caller's environment is restored afterwards."""
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
-
-
 def refresh_committed(names: list[str] | None = None, root: Path | None = None,
                       progress: bool = True, log=None, threads: int = REFRESH_THREADS) -> list[Path]:
     """Re-execute the committed notebooks in place with their default (quick) parameters, on `threads`
@@ -387,8 +371,9 @@ def refresh_committed(names: list[str] | None = None, root: Path | None = None,
         path = root / "notebooks" / f"{name}.ipynb"
         log(f"refreshing {path} ({threads} CPU threads) ...")
         t0 = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp, _kernel_threads(threads):
-            nb = execute_notebook(path, Path(tmp) / path.name, cwd=path.parent, progress=progress)
+        with tempfile.TemporaryDirectory() as tmp:
+            nb = execute_notebook(path, Path(tmp) / path.name, cwd=path.parent, progress=progress,
+                                  env={"OMP_NUM_THREADS": str(threads)})
         strip_volatile_metadata(nb)
         atomic_write_text(path, nbformat.writes(nb) + "\n")
         log(f"  done in {time.perf_counter() - t0:.1f} s")

@@ -682,14 +682,16 @@ class EpochSeededLoader:
         return len(self.loader)
 
 
-def build_loaders(cfg: TrainConfig, splits, device: torch.device,
-                  names: tuple = ("train", "val", "test", "gradflow")) -> dict:
+LOADER_NAMES = ("train", "val", "test", "gradflow")
+
+
+def build_loaders(cfg: TrainConfig, splits, device: torch.device, names: tuple = LOADER_NAMES) -> dict:
     """The `names` loaders ("train", "val", "test", "gradflow": test split in training-size batches, as the
     authors analysed it) of the configured pipeline. An analysis of a finished run asks for "test" alone, so
     it never stages the training split."""
-    unknown = set(names) - {"train", "val", "test", "gradflow"}
+    unknown = set(names) - set(LOADER_NAMES)
     if unknown:
-        raise ValueError(f"unknown loader name(s) {sorted(unknown)}: choose from train, val, test, gradflow")
+        raise ValueError(f"unknown loader name(s) {sorted(unknown)}: choose from {', '.join(LOADER_NAMES)}")
     batch_size = cfg.resolved_batch_size
     split_names = [name for name in ("train", "val", "test") if name in names]
     if cfg.pipeline == "fast":

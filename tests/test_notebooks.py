@@ -178,21 +178,19 @@ def test_refreshing_05_alone_without_quick_runs_is_refused(tmp_path, monkeypatch
     notebooks._check_runs_to_show(["05_results"], tmp_path)                     # runs present: fine
 
 def test_a_refresh_pins_the_kernels_cpu_threads_and_restores_the_callers(monkeypatch, tmp_path):
-    """A refresh reproduces the committed quick-profile numbers only at their thread count: a process started
-    inside the block (as papermill starts its kernel) runs torch with that many threads."""
-    import subprocess
-    import sys
-
+    """A refresh reproduces the committed quick-profile numbers only at their thread count: its kernels run
+    torch with that many threads (execute_notebook's env), and the caller's environment comes back."""
+    (tmp_path / "notebooks").mkdir()
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("import torch\nprint('threads', torch.get_num_threads())")]
+    nbformat.write(nb, str(tmp_path / "notebooks" / "threads.ipynb"))
+    monkeypatch.setattr(notebooks, "NOTEBOOKS", ("threads",))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    with notebooks._kernel_threads(1):
-        child = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
-                               capture_output=True, text=True, check=True)
-    assert child.stdout.strip() == "1"            # (torch caps a larger count at the machine's cores)
+    notebooks.refresh_committed(root=tmp_path, progress=False, threads=1, log=lambda *a: None)
+    refreshed = nbformat.read(str(tmp_path / "notebooks" / "threads.ipynb"), as_version=4)
+    assert refreshed.cells[0].outputs[0]["text"] == "threads 1\n"   # (torch caps a larger count at the cores)
     assert notebooks.os.environ["OMP_NUM_THREADS"] == "2"
-    monkeypatch.delenv("OMP_NUM_THREADS")
-    with notebooks._kernel_threads(3):
-        assert notebooks.os.environ["OMP_NUM_THREADS"] == "3"
-    assert "OMP_NUM_THREADS" not in notebooks.os.environ
     with pytest.raises(ValueError, match="--threads must be at least 1, got 0"):
         notebooks.refresh_committed(["00_overview"], root=tmp_path, threads=0)
 
