@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
 from gradattn.fileio import atomic_write_csv  # noqa: E402
 from gradattn.models import build_model  # noqa: E402
+from gradattn.train import build_optimizer  # noqa: E402
 
 
 def time_steps(model_name: str, shape: tuple[int, int, int], batch_size: int, steps: int, threads: int,
@@ -42,7 +43,7 @@ def time_steps(model_name: str, shape: tuple[int, int, int], batch_size: int, st
     torch.manual_seed(0)
     chans, height, width = shape
     model = build_model(model_name, num_classes=10, in_chans=chans)
-    optimizer = torch.optim.Adam(model.parameters())
+    optimizer = build_optimizer(model, "cpu")      # the sweep's Adam (fused since 2026-12-06)
     images, labels = torch.randn(batch_size, chans, height, width), torch.randint(0, 10, (batch_size,))
 
     def step():
@@ -94,13 +95,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def append_row(path: Path, row: dict) -> None:
+def append_row(path: Path, row: dict, columns=COLUMNS) -> None:
     """Rewrite `path` atomically with its earlier rows (columns they lack left empty) and `row`."""
     rows = []
     if path.exists():
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
-    atomic_write_csv(path, [*rows, row], COLUMNS, ignore_extra=True)
+    atomic_write_csv(path, [*rows, row], columns, ignore_extra=True)
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:

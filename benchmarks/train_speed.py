@@ -41,6 +41,7 @@ from gradattn import fastdata   # noqa: E402
 from gradattn.fileio import atomic_write_csv, atomic_write_text   # noqa: E402
 from gradattn.data.registry import get_info   # noqa: E402
 from gradattn.models import logits_of   # noqa: E402
+from gradattn.train import build_optimizer   # noqa: E402
 from gradattn.trainstep import TrainStep   # noqa: E402
 
 # Each benchmark shape is the network input of the dataset whose pipeline it runs.
@@ -172,12 +173,12 @@ class DataWaitClock:
 
 
 def make_train_step(cfg: BenchConfig, model, pipeline: Pipeline, device) -> TrainStep:
-    """The authors: torch's default Adam, fp32. Ours: what gradattn.train runs (fused Adam, bf16,
+    """The authors: torch's default Adam, fp32. Ours: what gradattn.train runs (fused Adam, bf16 on CUDA,
     and with --cuda-graphs the step replayed from a CUDA graph)."""
     cuda = device.type == "cuda"
     ours = pipeline.name == "ours"
     graphs = ours and cfg.cuda_graphs and cuda
-    optimizer = (torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=cuda, capturable=graphs)
+    optimizer = (build_optimizer(model, device, capturable=graphs)
                  if ours else torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4))
     return TrainStep(model, optimizer, device, amp=pipeline.amp, cuda_graph=graphs)
 

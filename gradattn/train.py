@@ -575,6 +575,24 @@ def fit(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoi
                                max_epochs_this_call, on_epoch_end, monitor))
 
 
+FUSED_ADAM_DEVICES = ("cuda", "cpu")
+
+
+def build_optimizer(model: torch.nn.Module, device, lr: float = TrainConfig.lr,
+                    weight_decay: float = TrainConfig.weight_decay, capturable: bool = False):
+    """The authors' Adam (lr, coupled L2 weight decay), as one fused kernel per step on CUDA and on the CPU.
+
+    On the CPU torch's default Adam loops over the parameters in Python, several times slower per step than
+    the fused kernel (benchmarks/cpu_adam.py), and a CPU-only session trains full runs. The arithmetic is the
+    same: one step of either agrees to float rounding (tests/test_train.py); later steps drift apart as any two
+    runs whose sums are ordered differently do (CPU thread counts, GPUs). An optimizer state saved by one
+    loads into the other, so a run resumes across the change.
+    """
+    device = torch.device(device)
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay,
+                            fused=device.type in FUSED_ADAM_DEVICES, capturable=capturable)
+
+
 def fit_steps(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoint_path=None,
               history_path=None, max_epochs_this_call: int | None = None, on_epoch_end=None,
               monitor=None):
@@ -582,8 +600,7 @@ def fit_steps(model, train_loader, val_loader, cfg: TrainConfig, device=None, ch
     device = model_device(model, device)
     channels_last = device.type == "cuda"
     cuda_graph = cfg.cuda_graphs and device.type == "cuda"
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 fused=device.type == "cuda", capturable=cuda_graph)
+    optimizer = build_optimizer(model, device, cfg.lr, cfg.weight_decay, capturable=cuda_graph)
     train_step = TrainStep(model, optimizer, device, cuda_graph=cuda_graph)
     plateau = ReduceLROnPlateau(optimizer, cfg.lr_factor, cfg.lr_patience, cfg.min_lr)
     stopper = EarlyStopping(cfg.early_stopping_patience, shallow_copy=cfg.defects)
@@ -838,6 +855,7 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
             warnings.warn(f"{run_dir} holds a run with a different config; starting it afresh", stacklevel=2)
         _clear_run_dir(run_dir)
 
+    commit = git_commit()   # the code this call runs: a commit made while it trains is not credited with it
     device = resolve_device(cfg.device)
     configure_determinism(cfg.deterministic)
     splits = run_splits(cfg)
@@ -885,7 +903,7 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
         "best_val_acc": result.best_val_acc, "last_val_acc": history[-1]["val_acc"],
         "stopped_early": result.stopped_early, "train_time_s": result.train_time_s,
         "params": params, "device": device_name(device), "torch_version": torch.__version__,
-        "git_commit": git_commit(), "finished": True,
+        "git_commit": commit, "finished": True,
         "health_score_faithful": gradflow["faithful_health_score"] if gradflow else None,
         "health_score_corrected": gradflow["corrected_health_score"] if gradflow else None,
         "dead_layers": gradflow["dead_layer_names"] if gradflow else None,

@@ -1,5 +1,6 @@
 """The fit loop on tiny stand-ins: learning, LR plateau, early stopping, the SPEC 7.2 restore defect,
 exact resume after a kill, and the NaN stop. One small end-to-end run on the embedded sample."""
+import copy
 import csv
 import dataclasses
 import json
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from gradattn.train import (EarlyStopping, NonFiniteLossError, ReduceLROnPlateau, TIMING_COLUMNS,
-                            ConfigError, TrainConfig, fit, load_checkpoint)
+                            ConfigError, TrainConfig, build_optimizer, fit, load_checkpoint)
 
 
 class TensorBatches:
@@ -78,6 +79,41 @@ def test_fit_learns():
     assert result.best_val_acc >= 0.85
     assert result.finished and result.epochs_run == 8
     assert all(r["images_per_s"] > 0 and r["epoch_time_s"] > 0 for r in result.history)
+
+
+def adam_steps(model, optimizer, count, seed=0):
+    x, y = tiny_problem(32, seed=3)
+    for step in range(count):
+        torch.manual_seed(seed + step)    # the same dropout draws for every optimizer compared
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_cpu_training_uses_fused_adam_and_its_step_is_the_default_adams_to_rounding():
+    model, twin = tiny_net(), tiny_net()
+    fused = build_optimizer(twin, "cpu", lr=1e-2, weight_decay=1e-4)
+    assert fused.defaults["fused"] and fused.defaults["lr"] == 1e-2 and fused.defaults["weight_decay"] == 1e-4
+    default = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    expected, got = adam_steps(model, default, 1), adam_steps(twin, fused, 1)
+    moved = max((a - b).abs().max().item() for a, b in zip(expected, [p.detach() for p in tiny_net().parameters()]))
+    assert moved > 1e-3          # the step did change the weights
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
+
+
+def test_an_optimizer_state_of_the_default_adam_resumes_in_the_fused_one():
+    model, twin = tiny_net(), tiny_net()
+    default = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
+    adam_steps(model, default, 3)
+    twin.load_state_dict(model.state_dict())
+    fused = build_optimizer(twin, "cpu", lr=1e-2, weight_decay=1e-4)
+    fused.load_state_dict(copy.deepcopy(default.state_dict()))   # as from a checkpoint: no shared tensors
+    expected, got = adam_steps(model, default, 1, seed=10), adam_steps(twin, fused, 1, seed=10)
+    assert int(fused.state[next(iter(twin.parameters()))]["step"]) == 4   # bias correction continued
+    for a, b in zip(expected, got):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)
 
 
 def test_plateau_reduces_lr_after_patience_and_respects_min_lr():
@@ -317,6 +353,17 @@ def test_run_experiment_writes_run_dir_and_results_row_then_skips(tmp_path):
     again = run_experiment(cfg)
     assert again["skipped"] and (run_dir / "metrics.json").stat().st_mtime_ns == mtime
     assert len(read_results(tmp_path / "results.csv")) == 1
+
+
+def test_a_run_records_the_commit_its_code_was_loaded_from_not_one_made_while_it_trained(tmp_path, monkeypatch):
+    from gradattn import train
+
+    commits = iter(["commit-at-start", "commit-made-while-training"])
+    monkeypatch.setattr(train, "git_commit", lambda: next(commits))
+    cfg = TrainConfig(dataset="fashionmnist", model="plain18", protocol="corrected", sample=True, epochs=1,
+                      max_train_samples=64, gradflow_batches=1, out_dir=str(tmp_path), progress=False,
+                      device="cpu")
+    assert train.run_experiment(cfg)["git_commit"] == "commit-at-start"
 
 
 def test_run_experiment_resumes_an_interrupted_run(tmp_path):
