@@ -1,9 +1,9 @@
 """CPU training steps: torch's default Adam against the fused Adam that gradattn.train builds.
 
 On the CPU torch's Adam defaults to a Python loop over the parameter tensors (its multi-tensor and fused
-kernels are picked by default on CUDA only), and the models here have 53 (plain18) to 102 (gradattn_rope) of them. This times the same
-training step (gradattn.trainstep.TrainStep: forward, cross-entropy, backward, Adam update on a fixed random
-batch of the dataset's shape; throughput, not accuracy) with
+kernels are picked by default on CUDA only), and the models here have 53 (plain18) to 102 (gradattn_rope) of
+them. This times the same training step (gradattn.trainstep.TrainStep: forward, cross-entropy, backward,
+Adam update on a fixed random batch of the dataset's shape; throughput, not accuracy) with
   (a) torch.optim.Adam(lr 1e-3, weight decay 1e-4), torch's CPU default (what gradattn.train used before);
   (b) gradattn.train.build_optimizer, the same Adam with fused=True;
 in one process, alternating blocks of `--steps` steps between the two for `--repeats` rounds so that a load

@@ -42,6 +42,15 @@ def device_label(device: str) -> str:
     return device_name(torch.device(device))
 
 
+def setup(profile: str, device: str | None = "auto", data_root=None) -> tuple[str, str]:
+    """A notebook's opening: its `device` and `data_root` parameters resolved ("auto" -> cuda when a GPU is
+    visible; None -> $GRADATTN_DATA or <project>/data) and the header line printed, the profile's label and the
+    device with its CPU thread count (CPU numbers repeat bit for bit only at one count, docs/notebooks.md)."""
+    device, data_root = resolve_device(device), resolve_data_root(data_root)
+    print(f"{profile_label(profile)} | device: {device_label(device)}")
+    return device, data_root
+
+
 def profile_label(profile: str) -> str:
     """The label every table and figure title of a profile carries (from gradattn.profiles)."""
     try:
@@ -304,7 +313,7 @@ def ensure_runs(profile: str, dataset: str, models=None, protocols=None, seeds=N
     def log_run(result):
         clock["done"] += 1
         seconds, clock["start"] = time.perf_counter() - clock["start"], time.perf_counter()
-        how = "read (finished earlier)" if result.get("skipped") else f"trained in {seconds:.1f} s"
+        how = "finished earlier, read from its run folder" if result.get("skipped") else f"trained in {seconds:.1f} s"
         log(f"[{clock['done']}/{total}] {result['run_key']}: test top-1 {100 * result['test']['accuracy']:.2f} % "
             f"({how})")
 

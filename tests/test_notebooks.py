@@ -195,13 +195,17 @@ def test_a_refresh_pins_the_kernels_cpu_threads_and_restores_the_callers(monkeyp
         notebooks.refresh_committed(["00_overview"], root=tmp_path, threads=0)
 
 
-def test_notebooks_print_the_device_with_its_thread_count():
+def test_notebooks_open_with_setup_which_prints_the_device_with_its_thread_count(capsys, monkeypatch):
     import torch
 
     label = report.device_label("cpu")
     assert label.startswith("cpu (") and label.endswith(f", {torch.get_num_threads()} threads)"), label
+    monkeypatch.delenv("GRADATTN_DATA", raising=False)
+    assert report.setup("quick", "cpu", None) == ("cpu", str(ROOT / "data"))
+    assert capsys.readouterr().out == f"{report.profile_label('quick')} | device: {label}\n"
     for name in notebooks.NOTEBOOKS:
-        assert any("report.device_label(device)" in c.source for c in _read(name).cells if c.cell_type == "code"), name
+        assert any("report.setup(profile, device, data_root)" in c.source
+                   for c in _read(name).cells if c.cell_type == "code"), name
 
 
 @pytest.mark.slow
