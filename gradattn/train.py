@@ -582,11 +582,12 @@ def build_optimizer(model: torch.nn.Module, device, lr: float = TrainConfig.lr,
                     weight_decay: float = TrainConfig.weight_decay, capturable: bool = False):
     """The authors' Adam (lr, coupled L2 weight decay), as one fused kernel per step on CUDA and on the CPU.
 
-    On the CPU torch's default Adam loops over the parameters in Python, several times slower per step than
-    the fused kernel (benchmarks/cpu_adam.py), and a CPU-only session trains full runs. The arithmetic is the
-    same: one step of either agrees to float rounding (tests/test_train.py); later steps drift apart as any two
-    runs whose sums are ordered differently do (CPU thread counts, GPUs). An optimizer state saved by one
-    loads into the other, so a run resumes across the change.
+    On the CPU torch's default Adam loops over the parameter tensors in Python; with the fused kernel a whole
+    training step on 2 cores ran 1.11-1.19x as fast (benchmarks/cpu_adam.py, benchmarks/README.md), and
+    CPU-only sessions train full runs. The arithmetic is the same: one step of either agrees to float rounding
+    (tests/test_train.py); later steps drift apart as any two runs whose sums are ordered differently do (CPU
+    thread counts, GPUs). An optimizer state saved by one loads into the other, so a run resumes across the
+    change.
     """
     device = torch.device(device)
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay,
