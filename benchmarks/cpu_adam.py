@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
 from benchmarks.cpu_layout import append_row, cpu_model, parse_shape  # noqa: E402
 from gradattn.models import build_model  # noqa: E402
-from gradattn.train import build_optimizer  # noqa: E402
+from gradattn.train import TrainConfig, build_optimizer  # noqa: E402
 from gradattn.trainstep import TrainStep  # noqa: E402
 
-LR, WEIGHT_DECAY = 1e-3, 1e-4
+LR, WEIGHT_DECAY = TrainConfig.lr, TrainConfig.weight_decay     # the training runs' Adam settings
 COLUMNS = ["date", "model", "shape", "batch_size", "steps", "repeats", "threads", "cpu", "default_ms_per_step",
            "fused_ms_per_step", "ratio", "one_step_max_abs_diff", "torch"]
 
