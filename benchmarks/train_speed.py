@@ -6,7 +6,8 @@ For every input shape and model, on one machine in one run, this times
   (b) ours: the split held on the device as uint8, augmented there (gradattn.fastdata.DeviceLoader),
       bf16 autocast + channels_last + fused Adam on CUDA, each step replayed from a CUDA graph as
       gradattn.train does (gradattn.trainstep; --no-cuda-graphs: eager), optional torch.compile,
-      evaluation in large batches; on CPU it falls back to fp32 eager, so there only the data path differs,
+      evaluation in large batches; on CPU it falls back to fp32 eager (gradattn.train's default there), so
+      there the data path and the fused Adam differ,
 and reports training images/s, epoch time, the fraction of the epoch spent waiting for data, evaluation
 images/s and the speed-up b/a. Inputs are random uint8 images of each dataset's stored shape pushed
 through that dataset's full train-time augmentation (it measures speed, not accuracy). Both pipelines are
@@ -41,7 +42,7 @@ from gradattn import fastdata   # noqa: E402
 from gradattn.fileio import atomic_write_csv, atomic_write_text   # noqa: E402
 from gradattn.data.registry import get_info   # noqa: E402
 from gradattn.models import logits_of   # noqa: E402
-from gradattn.train import build_optimizer   # noqa: E402
+from gradattn.train import TrainConfig, build_optimizer   # noqa: E402
 from gradattn.trainstep import TrainStep   # noqa: E402
 
 # Each benchmark shape is the network input of the dataset whose pipeline it runs.
@@ -112,7 +113,7 @@ class Pipeline:
     name: str
     train_loader: object
     eval_loader: object
-    amp: bool
+    precision: str          # gradattn.fastdata.resolve_precision's setting
     channels_last: bool
     cudnn_benchmark: bool
 
@@ -120,17 +121,17 @@ class Pipeline:
 def authors_pipeline(cfg: BenchConfig, info, split, batch_size: int) -> Pipeline:
     return Pipeline("authors", authors_loader(split, info, batch_size, True, cfg.workers),
                     authors_loader(split, info, batch_size, False, cfg.workers),
-                    amp=False, channels_last=False, cudnn_benchmark=False)
+                    precision="fp32", channels_last=False, cudnn_benchmark=False)
 
 
 def our_pipeline(cfg: BenchConfig, info, split, device, batch_size: int) -> Pipeline:
-    cuda = device.type == "cuda"
+    cuda, channels_last = device.type == "cuda", fastdata.uses_channels_last(device)
     return Pipeline("ours",
                     fastdata.DeviceLoader(split, info, batch_size, train=True, device=device, seed=cfg.seed,
-                                          drop_last=True, channels_last=cuda),
+                                          drop_last=True, channels_last=channels_last),
                     fastdata.DeviceLoader(split, info, cfg.eval_batch_size, train=False, device=device,
-                                          channels_last=cuda),
-                    amp=cuda, channels_last=cuda, cudnn_benchmark=cuda)
+                                          channels_last=channels_last),
+                    precision=TrainConfig.precision, channels_last=channels_last, cudnn_benchmark=cuda)
 
 
 def build_pipelines(cfg: BenchConfig, info, split, device, batch_size: int) -> list[Pipeline]:
@@ -179,8 +180,9 @@ def make_train_step(cfg: BenchConfig, model, pipeline: Pipeline, device) -> Trai
     ours = pipeline.name == "ours"
     graphs = ours and cfg.cuda_graphs and cuda
     optimizer = (build_optimizer(model, device, capturable=graphs)
-                 if ours else torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4))
-    return TrainStep(model, optimizer, device, amp=pipeline.amp, cuda_graph=graphs)
+                 if ours else torch.optim.Adam(model.parameters(), lr=TrainConfig.lr,
+                                               weight_decay=TrainConfig.weight_decay))
+    return TrainStep(model, optimizer, device, precision=pipeline.precision, cuda_graph=graphs)
 
 
 def train_step(step: TrainStep, x, y, pipeline: Pipeline):
@@ -232,7 +234,7 @@ def time_evaluation(model, pipeline: Pipeline, device) -> float:
         x = x.to(device)
         if pipeline.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with fastdata.autocast_context(device, pipeline.amp):
+        with fastdata.autocast_context(device, pipeline.precision):
             logits_of(model(x)).argmax(1)
         seen += y.shape[0]
     fastdata.synchronize(device)
@@ -295,8 +297,8 @@ def measure(cfg: BenchConfig, shape: str, model_name: str, device) -> dict:
         "images": batches * batch_size, "batch_size": batch_size, "eval_batch_size": cfg.eval_batch_size,
         "warmup_steps": cfg.steps, "repeats": cfg.repeats, "compile": bool(cfg.compile and cuda),
         "cuda_graphs": bool(graphed),
-        "amp": "bf16" if cuda else "fp32",
-        "channels_last": cuda, "workers": cfg.workers,
+        "amp": fastdata.resolve_precision(TrainConfig.precision, device),
+        "channels_last": fastdata.uses_channels_last(device), "workers": cfg.workers,
         "authors_train_img_s": a["img_s"], "ours_train_img_s": b["img_s"],
         "train_speedup": b["img_s"] / a["img_s"],
         "authors_epoch_s": a["epoch_s"], "ours_epoch_s": b["epoch_s"],
@@ -383,14 +385,14 @@ def time_to_accuracy(cfg: BenchConfig, device) -> dict:
     loaders = gtrain.build_loaders(tcfg, splits, device)
     torch.manual_seed(cfg.seed)
     model = fastdata.prepare_model(build_model("resnet18", 10, splits.info.in_chans), device,
-                                   channels_last=device.type == "cuda",
+                                   channels_last=fastdata.uses_channels_last(device),
                                    compile=cfg.compile and device.type == "cuda")
     accuracies, elapsed, scoring = [], [], [0.0]
 
     def score_test(epoch, model, record):
         start = time.perf_counter()
         elapsed.append(start - fit_start - scoring[0])
-        _, acc = gtrain.evaluate_loss_acc(model, loaders["test"], device, device.type == "cuda")
+        _, acc = gtrain.evaluate_loss_acc(model, loaders["test"], device, fastdata.uses_channels_last(device))
         accuracies.append(acc)
         scoring[0] += time.perf_counter() - start
         if acc >= cfg.tta_target:

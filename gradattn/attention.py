@@ -26,14 +26,15 @@ def has_attention(model: torch.nn.Module) -> bool:
     return isinstance(model, GradAttn)
 
 
-def attention_by_class(model: torch.nn.Module, loader, num_classes: int, device=None):
+def attention_by_class(model: torch.nn.Module, loader, num_classes: int, device=None, precision: str = "auto"):
     """Mean attention (classes, layers, heads, 5, 5) over the images of each class of `loader`, and the
-    per-class image counts. Eval mode for the pass (the model's mode is restored afterwards)."""
+    per-class image counts. Eval mode for the pass (the model's mode is restored afterwards); `precision` as
+    in gradattn.fastdata.resolve_precision (run_experiment passes the run's)."""
     if not has_attention(model):
         raise ValueError(f"{type(model).__name__} has no attention to summarise (only the GradAttn "
                          "transformer variants do: gradattn_nope, gradattn_nope_d32, gradattn_lpe, gradattn_rope)")
     sums, counts = None, np.zeros(num_classes, dtype=np.int64)
-    for details, labels in eval_batches(model, loader, device, return_details=True):
+    for details, labels in eval_batches(model, loader, device, precision=precision, return_details=True):
         attention = details["attention"].double().cpu().numpy()
         labels = labels.numpy()
         if sums is None:
@@ -66,9 +67,9 @@ def summarize_attention(maps, counts, class_names=None) -> dict:
     }
 
 
-def run_attention(model, loader, info, device=None) -> dict:
+def run_attention(model, loader, info, device=None, precision: str = "auto") -> dict:
     """`summarize_attention` of one model over one split (what run_experiment writes as attention.json)."""
-    maps, counts = attention_by_class(model, loader, info.num_classes, device)
+    maps, counts = attention_by_class(model, loader, info.num_classes, device, precision)
     return summarize_attention(maps, counts, info.class_names)
 
 

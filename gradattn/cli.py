@@ -27,6 +27,7 @@ import collections
 import sys
 from pathlib import Path
 
+from gradattn.fastdata import PRECISIONS
 from gradattn.gates import GATE_BATCHES
 from gradattn.train import PIPELINES, PROTOCOLS, STEMS, ConfigError, NonFiniteLossError, TrainConfig
 
@@ -112,6 +113,11 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
                        "training steps into the run's gradnorms.csv (default 0: off)")
     group.add_argument("--split-seed", type=int, help=f"data split seed (default {defaults.split_seed})")
     group.add_argument("--device", help="auto (default), cpu, cuda or cuda:<index>")
+    group.add_argument("--precision", choices=PRECISIONS,
+                       help="auto (default): bf16 autocast on CUDA, fp32 on the CPU; bf16: autocast on the CPU "
+                            "too (1.07-1.33x as fast a step on a 2-core CPU with native bf16, benchmarks/cpu_step.py); "
+                            "fp32: never. Not part of a run's identity, like --device: each epoch's is in its "
+                            "history, the run's in its results row")
     group.add_argument("--deterministic", action="store_true", default=None,
                        help="deterministic kernels (slower)")
     group.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
@@ -131,7 +137,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 _TRAINING_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "lr_factor", "lr_patience", "min_lr",
                     "early_stopping_patience", "paper_defects", "pipeline", "sample", "variant", "max_train_samples",
-                    "gradflow_batches", "grad_sample_every", "split_seed", "device", "deterministic", "cuda_graphs",
+                    "gradflow_batches", "grad_sample_every", "split_seed", "device", "precision", "deterministic", "cuda_graphs",
                     "num_workers", "data_root",
                     "download", "out_dir", "progress")
 

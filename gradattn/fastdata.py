@@ -21,12 +21,14 @@ registry's (`Augment.order`): MedMNIST rotates before flipping, every other data
 
 Every random draw comes from one `torch.Generator` on the device, seeded from (seed, epoch) by
 `set_epoch`, so an epoch's batches are a pure function of (seed, epoch) and a resumed run replays them.
-The helpers at the bottom (`autocast_context`, `prepare_model`, `synchronize`) give the training loop
-bf16 autocast, channels_last and optional torch.compile on CUDA, and a plain fp32 eager path on CPU.
+The helpers at the bottom (`resolve_precision`, `autocast_context`, `uses_channels_last`, `prepare_model`,
+`synchronize`) give the training loop its precision (bf16 autocast on CUDA; on the CPU fp32 unless bf16 is
+asked for), the channels_last layout and optional torch.compile on CUDA.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 
@@ -433,16 +435,61 @@ def resolve_device(device="auto") -> torch.device:
     return resolved
 
 
-def autocast_context(device, enabled: bool = True, cache_enabled: bool = True):
-    """bf16 autocast on CUDA (BatchNorm and the loss stay fp32, weights stay fp32); nothing elsewhere.
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 kernels natively on this CPU (AVX512-BF16 or AMX); elsewhere torch emulates
+    them, slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device) -> str:
+    """"bf16" or "fp32": the arithmetic a run's forward passes use on `device`.
+
+    "auto" is bf16 autocast on CUDA GPUs that support it and fp32 elsewhere, the policy of every run before
+    the setting existed. "bf16" asks for autocast on the CPU too, the arithmetic the GPU runs use: on a
+    2-core CPU with native bf16 a training step ran 1.07-1.33x as fast as in fp32 (benchmarks/cpu_step.py,
+    benchmarks/README.md). "fp32" never autocasts (a GPU run's check against the CPU's arithmetic)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        supported = torch.cuda.is_bf16_supported()
+        if precision == "bf16" and not supported:
+            raise ValueError("precision bf16 asked for, but this GPU has no bf16; use --precision auto or fp32")
+        return "bf16" if precision != "fp32" and supported else "fp32"
+    if precision == "bf16" and device.type != "cpu":
+        raise ValueError(f"precision bf16 is for cuda and cpu devices, not {device.type}; use auto or fp32")
+    if precision == "bf16" and not cpu_has_native_bf16():
+        warnings.warn("this CPU has no native bf16 (AVX512-BF16/AMX): torch emulates it, slower than fp32; "
+                      "--precision auto trains in fp32", stacklevel=2)
+    return "bf16" if precision == "bf16" else "fp32"
+
+
+def autocast_context(device, precision: str = "auto", cache_enabled: bool = True):
+    """The forward pass's autocast for `precision` (see `resolve_precision`): bf16 autocast (BatchNorm and
+    the loss stay fp32, weights stay fp32) or nothing.
 
     GPUs without bf16 run fp32 rather than fp16, so no GradScaler is ever needed. `cache_enabled=False`
     turns off autocast's weight-cast cache, which a CUDA graph capture requires (gradattn.trainstep).
     """
     device = torch.device(device)
-    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache_enabled)
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return contextlib.nullcontext()
+
+
+def uses_channels_last(device, precision: str = "auto") -> bool:
+    """Whether models and batches on `device` take the channels_last layout: on CUDA (cuDNN's fast kernels),
+    and on the CPU under bf16 only (oneDNN's bf16 kernels gained from it, its fp32 ones did not:
+    benchmarks/cpu_step.py). A layout, not a precision: results differ by float rounding only."""
+    device = torch.device(device)
+    return device.type == "cuda" or (device.type == "cpu" and resolve_precision(precision, device) == "bf16")
 
 
 def prepare_model(model: torch.nn.Module, device, channels_last: bool = False,

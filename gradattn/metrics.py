@@ -129,11 +129,11 @@ def classification_metrics(logits, labels, num_classes: int, loss: float | None 
 
 
 @torch.no_grad()
-def eval_batches(model: torch.nn.Module, loader, device=None, **forward_kwargs):
+def eval_batches(model: torch.nn.Module, loader, device=None, precision: str = "auto", **forward_kwargs):
     """Yield (model output, int64 CPU labels) for each (inputs, labels) batch of `loader`: no grad, eval
-    mode (the model's mode is restored when the generator ends), training's autocast policy
-    (`fastdata.autocast_context`: bf16 on GPUs that support it). The one evaluation pass that predictions
-    and attention summaries share."""
+    mode (the model's mode is restored when the generator ends), the autocast of `precision`
+    (`fastdata.resolve_precision`; "auto": bf16 on GPUs that support it, fp32 on the CPU). The one
+    evaluation pass that predictions and attention summaries share."""
     device = model_device(model, device)
     was_training = model.training
     model.eval()
@@ -142,17 +142,17 @@ def eval_batches(model: torch.nn.Module, loader, device=None, **forward_kwargs):
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
                 raise ValueError("the loader must yield (inputs, labels) batches")
             inputs, labels = batch[0].to(device, non_blocking=True), batch[1]
-            with autocast_context(device):
+            with autocast_context(device, precision):
                 output = model(inputs, **forward_kwargs)
             yield output, torch.as_tensor(labels).reshape(-1).long().cpu()
     finally:
         model.train(was_training)
 
 
-def predict(model: torch.nn.Module, loader, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: torch.nn.Module, loader, device=None, precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 CPU logits and labels for every batch of `loader`, in eval mode (restored after)."""
     all_logits, all_labels = [], []
-    for output, labels in eval_batches(model, loader, device):
+    for output, labels in eval_batches(model, loader, device, precision):
         all_logits.append(logits_of(output).float().cpu())
         all_labels.append(labels)
     if not all_logits:
@@ -160,14 +160,16 @@ def predict(model: torch.nn.Module, loader, device=None) -> tuple[torch.Tensor, 
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
-def evaluate(model: torch.nn.Module, loader, device=None, num_classes: int | None = None) -> dict:
+def evaluate(model: torch.nn.Module, loader, device=None, num_classes: int | None = None,
+             precision: str = "auto") -> dict:
     """The authors' test evaluation: eval mode, no grad, metrics over every batch of `loader`.
 
     `loader` is any iterable of (x, y) tensor batches (a DataLoader or `fastdata.DeviceLoader`).
-    `device` defaults to the device of the model's parameters. On a GPU with bf16 the forward runs under
-    bf16 autocast; logits are cast to float32 before the softmax.
+    `device` defaults to the device of the model's parameters. The forward runs under the autocast of
+    `precision` ("auto": bf16 on a GPU with bf16, fp32 on the CPU; run_experiment passes the run's);
+    logits are cast to float32 before the softmax.
     """
-    logits, labels = predict(model, loader, device)
+    logits, labels = predict(model, loader, device, precision)
     metrics = classification_metrics(logits, labels, num_classes or logits.shape[1])
     metrics["num_samples"] = int(labels.numel())
     return metrics

@@ -24,7 +24,7 @@ RESULT_COLUMNS = (
     "pipeline", "is_sample", "data_source", "epochs", "best_epoch", "best_val", "last_val", "top1", "top3", "top5",
     "macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1",
     "mean_confidence", "std_confidence", "entropy", "ece", "loss", "num_test", "train_time_s", "params",
-    "health_score_faithful", "health_score_corrected", "num_dead_layers", "device", "torch_version",
+    "health_score_faithful", "health_score_corrected", "num_dead_layers", "device", "precision", "torch_version",
     "git_commit",
 )
 
@@ -49,6 +49,7 @@ def metrics_to_row(metrics: dict) -> dict:
                                              "best_epoch", "num_test", "train_time_s", "params",
                                              "health_score_faithful", "health_score_corrected", "device",
                                              "torch_version", "git_commit")}
+    row["precision"] = metrics.get("precision") or policy_precision(metrics.get("device"))
     dead = metrics.get("dead_layers")
     row.update(epochs=metrics.get("epochs_run"), best_val=_percent(metrics.get("best_val_acc")),
                last_val=_percent(metrics.get("last_val_acc")),
@@ -94,6 +95,9 @@ def _format(value) -> str:
 
 
 def write_results(rows: list[dict], path: str | os.PathLike) -> Path:
+    """Write the table atomically; a row from before runs recorded their precision gets `policy_precision`."""
+    rows = [row if row.get("precision") else {**row, "precision": policy_precision(row.get("device"))}
+            for row in rows]
     columns = list(RESULT_COLUMNS)
     for row in rows:
         columns += [c for c in row if c not in columns]
@@ -123,10 +127,20 @@ def load_results(path: str | os.PathLike = "outputs/results.csv"):
     for column in RESULT_COLUMNS:
         if column not in df:
             df[column] = None
+    df["precision"] = [precision if isinstance(precision, str) and precision else policy_precision(device)
+                       for precision, device in zip(df["precision"], df["device"])]
     tags = df["model_tag"].where(df["model_tag"].notna(), df["model"])
     df["setting"] = [run_setting(m, t) for m, t in zip(df["model"], tags)]
     df["data"] = [dataset_label(d, s) for d, s in zip(df["dataset"], df["data_source"])]
     return df
+
+
+def policy_precision(device) -> str | None:
+    """The precision of a run recorded before runs kept theirs: the one policy there was, bf16 autocast on
+    CUDA GPUs (every GPU these runs used, H100 and H200, has bf16) and fp32 on the CPU."""
+    if device is None or device != device or not str(device):
+        return None
+    return "fp32" if str(device).startswith("cpu") else "bf16"
 
 
 def dataset_label(dataset: str, data_source) -> str:

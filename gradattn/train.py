@@ -43,7 +43,8 @@ import torch.nn.functional as F
 
 from gradattn.attention import has_attention, run_attention
 from gradattn.data.sources import check_variant
-from gradattn.fastdata import model_device
+from gradattn.fastdata import (PRECISIONS, autocast_context, model_device, prepare_model, resolve_precision,
+                               uses_channels_last)
 from gradattn.fileio import atomic_write_bytes, atomic_write_csv, atomic_write_text
 from gradattn.gates import gates_record, has_gates
 from gradattn.gradflow import GradientMonitor, analyze_gradient_flow, find_dead_layers
@@ -57,7 +58,7 @@ PIPELINES = ("fast", "torch")
 STEMS = ("imagenet", "cifar")
 PAPER_STEM = "imagenet"
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s",
-                   "images_per_s")
+                   "images_per_s", "precision")
 TIMING_COLUMNS = ("epoch_time_s", "images_per_s")
 CHECKPOINT_FORMAT = 1
 EVAL_BATCH_SIZE = 1024    # fast pipeline: validation/test batches (eval-mode results do not depend on it)
@@ -82,10 +83,11 @@ class NonFiniteLossError(RuntimeError):
 # Configuration
 # --------------------------------------------------------------------------------------------------
 
-# Settings that change where output goes or how it is shown, never the result; and the device: a run
-# finished on the CPU is the same experiment on a GPU (floating-point rounding aside), so neither redoes it.
+# Settings that change where output goes or how it is shown, never the result; and the device and its
+# arithmetic: a run finished on the CPU is the same experiment on a GPU (floating-point rounding aside), so
+# neither redoes it. Each epoch's precision is in the run's history, the run's in its results row.
 NOT_PART_OF_RUN_IDENTITY = ("progress", "out_dir", "data_root", "num_workers", "download", "grad_sample_every",
-                            "cuda_graphs", "device")
+                            "cuda_graphs", "device", "precision")
 
 # Training settings that get a model-tag suffix when they differ from the paper's value.
 _TAGGED_SETTINGS = {"epochs": "e", "lr": "lr", "weight_decay": "wd", "lr_factor": "lrf",
@@ -119,6 +121,7 @@ class TrainConfig:
     grad_sample_every: int = 0           # record parameter-gradient norms every N steps (gradnorms.csv); 0: off
     split_seed: int = 42                 # the authors' split seed
     device: str = "auto"                 # "auto", "cpu", "cuda", "cuda:1", ...
+    precision: str = "auto"              # "auto" (bf16 autocast on CUDA, fp32 on CPU), "bf16" (CPU too), "fp32"
     deterministic: bool = False
     cuda_graphs: bool = True             # CUDA only: replay each training step from a CUDA graph (trainstep)
     num_workers: int = 2                 # pipeline "torch" only
@@ -136,7 +139,8 @@ class TrainConfig:
             raise ConfigError(str(err)) from None
         for name, value, choices in (("protocol", self.protocol, PROTOCOLS),
                                      ("pipeline", self.pipeline, PIPELINES),
-                                     ("stem", self.stem, STEMS)):
+                                     ("stem", self.stem, STEMS),
+                                     ("precision", self.precision, PRECISIONS)):
             if value not in choices:
                 raise ConfigError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
         for name in ("epochs", "lr_patience"):
@@ -303,6 +307,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def run_precision(history: list[dict]) -> str | None:
+    """A run's precision for its results row, from its epochs' records: "bf16" or "fp32"; "bf16+fp32" when a
+    resumed run changed it; "+unrecorded" appended when some epochs predate the record (a checkpoint written
+    before the setting existed); None when none has it."""
+    values = [record.get("precision") or None for record in history]
+    known = sorted({value for value in values if value})
+    if not known:
+        return None
+    return "+".join(known) + ("+unrecorded" if None in values else "")
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -327,12 +342,6 @@ def _set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"].cpu())
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
-
-
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA, plain fp32 elsewhere (gradattn.fastdata owns the policy)."""
-    from gradattn.fastdata import autocast_context
-    return autocast_context(device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -499,13 +508,14 @@ def train_epoch_steps(model, loader, optimizer, device, epoch: int, channels_las
     return {"train_loss": float(losses.mean()), "train_acc": float(correct) / seen, "seen": seen}
 
 
-def evaluate_loss_acc(model, loader, device, channels_last: bool = False) -> tuple[float, float]:
+def evaluate_loss_acc(model, loader, device, channels_last: bool = False,
+                      precision: str = "auto") -> tuple[float, float]:
     """Mean cross-entropy and accuracy over `loader` in eval mode (the per-epoch validation)."""
-    return run_steps(evaluate_steps(model, loader, device, channels_last))
+    return run_steps(evaluate_steps(model, loader, device, channels_last, precision))
 
 
 @torch.no_grad()
-def evaluate_steps(model, loader, device, channels_last: bool = False):
+def evaluate_steps(model, loader, device, channels_last: bool = False, precision: str = "auto"):
     """`evaluate_loss_acc` as a generator that yields after each batch (no_grad holds only while it runs)."""
     model.eval()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -513,7 +523,7 @@ def evaluate_steps(model, loader, device, channels_last: bool = False):
     seen = 0
     for x, y in loader:
         x, y = _to_device(x, y, device, channels_last)
-        with _autocast(device):
+        with autocast_context(device, precision):
             logits = logits_of(model(x)).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
@@ -594,15 +604,32 @@ def build_optimizer(model: torch.nn.Module, device, lr: float = TrainConfig.lr,
                             fused=device.type in FUSED_ADAM_DEVICES, capturable=capturable)
 
 
+def align_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor (Adam's moments) its parameter's memory layout, in place.
+
+    A fused Adam reads a parameter and its moments as flat memory, and `load_state_dict` keeps the strides
+    the state was saved with: a run saved from a model in one layout (NCHW on the CPU in fp32, channels_last
+    on CUDA and under CPU bf16) and resumed into the other would update the wrong elements."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    aligned = torch.empty_like(param, dtype=value.dtype)
+                    aligned.copy_(value)
+                    state[key] = aligned
+
+
 def fit_steps(model, train_loader, val_loader, cfg: TrainConfig, device=None, checkpoint_path=None,
               history_path=None, max_epochs_this_call: int | None = None, on_epoch_end=None,
               monitor=None):
     """`fit` as a generator that yields after each training step and validation batch."""
     device = model_device(model, device)
-    channels_last = device.type == "cuda"
+    precision = resolve_precision(cfg.precision, device)
+    channels_last = uses_channels_last(device, precision)
     cuda_graph = cfg.cuda_graphs and device.type == "cuda"
     optimizer = build_optimizer(model, device, cfg.lr, cfg.weight_decay, capturable=cuda_graph)
-    train_step = TrainStep(model, optimizer, device, cuda_graph=cuda_graph)
+    train_step = TrainStep(model, optimizer, device, precision=precision, cuda_graph=cuda_graph)
     plateau = ReduceLROnPlateau(optimizer, cfg.lr_factor, cfg.lr_patience, cfg.min_lr)
     stopper = EarlyStopping(cfg.early_stopping_patience, shallow_copy=cfg.defects)
     history, start_epoch, finished, stopped_early, train_time_s = [], 1, False, False, 0.0
@@ -615,6 +642,7 @@ def fit_steps(model, train_loader, val_loader, cfg: TrainConfig, device=None, ch
         model.load_state_dict(state["model"])
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
+            align_optimizer_state(optimizer)
             plateau.load_state_dict(state["scheduler"])
             stopper.load_state_dict(state["early_stopping"], model)
         else:  # a finished run's slim checkpoint: the weights are already the restored ones
@@ -639,11 +667,12 @@ def fit_steps(model, train_loader, val_loader, cfg: TrainConfig, device=None, ch
                                              cfg.progress, str(checkpoint_path) if checkpoint_path else None,
                                              monitor, train_step)
         train_seconds = time.perf_counter() - start
-        val_loss, val_acc = yield from evaluate_steps(model, val_loader, device, channels_last)
+        val_loss, val_acc = yield from evaluate_steps(model, val_loader, device, channels_last, precision)
         epoch_time = time.perf_counter() - start
         record = {"epoch": epoch, "train_loss": train["train_loss"], "train_acc": train["train_acc"],
                   "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                  "epoch_time_s": epoch_time, "images_per_s": train["seen"] / max(train_seconds, 1e-9)}
+                  "epoch_time_s": epoch_time, "images_per_s": train["seen"] / max(train_seconds, 1e-9),
+                  "precision": precision}
         history.append(record)
         train_time_s += epoch_time
         stopped_early = stopper.step(val_acc, epoch, model)
@@ -715,7 +744,7 @@ def build_loaders(cfg: TrainConfig, splits, device: torch.device, names: tuple =
     if cfg.pipeline == "fast":
         from gradattn.fastdata import DeviceLoader
 
-        channels_last = device.type == "cuda"
+        channels_last = uses_channels_last(device, cfg.precision)
         loaders = {name: DeviceLoader(getattr(splits, name), splits.info,
                                       batch_size if name == "train" else max(batch_size, EVAL_BATCH_SIZE),
                                       train=name == "train", device=device, seed=cfg.seed,
@@ -858,6 +887,7 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
 
     commit = git_commit()   # the code this call runs: a commit made while it trains is not credited with it
     device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     configure_determinism(cfg.deterministic)
     splits = run_splits(cfg)
     info = splits.info
@@ -866,8 +896,7 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
     model = build_model(cfg.model, num_classes=info.num_classes, in_chans=info.in_chans, stem=cfg.stem,
                         **cfg.model_options)
     params = count_parameters(model)
-    from gradattn.fastdata import prepare_model
-    model = prepare_model(model, device, channels_last=device.type == "cuda")
+    model = prepare_model(model, device, channels_last=uses_channels_last(device, precision))
     loaders = build_loaders(cfg, splits, device)
 
     write_json(run_dir / "config.json", cfg.to_dict())
@@ -883,9 +912,9 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
         return {"run_key": cfg.run_key, "run_dir": str(run_dir), "finished": False,
                 "epochs_run": result.epochs_run, "skipped": False}
 
-    test = evaluate(model, loaders["test"], device, info.num_classes)
+    test = evaluate(model, loaders["test"], device, info.num_classes, precision=precision)
     if has_attention(model):
-        write_json(run_dir / "attention.json", run_attention(model, loaders["test"], info, device))
+        write_json(run_dir / "attention.json", run_attention(model, loaders["test"], info, device, precision))
     if has_gates(model):
         write_json(run_dir / "gates.json", gates_record(model, loaders["test"], info, device))
     gradflow = _gradient_flow(model, loaders["gradflow"], cfg, device)
@@ -903,7 +932,8 @@ def experiment_steps(cfg: TrainConfig, max_epochs_this_call: int | None = None):
         "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
         "best_val_acc": result.best_val_acc, "last_val_acc": history[-1]["val_acc"],
         "stopped_early": result.stopped_early, "train_time_s": result.train_time_s,
-        "params": params, "device": device_name(device), "torch_version": torch.__version__,
+        "params": params, "device": device_name(device), "precision": run_precision(history),
+        "torch_version": torch.__version__,
         "git_commit": commit, "finished": True,
         "health_score_faithful": gradflow["faithful_health_score"] if gradflow else None,
         "health_score_corrected": gradflow["corrected_health_score"] if gradflow else None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gradattn.fastdata import autocast_context
+from gradattn.fastdata import autocast_context, resolve_precision
 from gradattn.models import logits_of
 
 
@@ -31,11 +31,11 @@ class TrainStep:
     the next call, which overwrites them.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device, amp: bool = True,
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device, precision: str = "auto",
                  cuda_graph: bool = False, warmup: int = 3):
         self.model, self.optimizer = model, optimizer
         self.device = torch.device(device)
-        self.amp = amp
+        self.precision = resolve_precision(precision, self.device)
         self.cuda_graph = cuda_graph and self.device.type == "cuda"
         if self.cuda_graph and not all(group.get("capturable", False) for group in optimizer.param_groups):
             raise ValueError("cuda_graph=True needs an optimizer built with capturable=True, e.g. "
@@ -49,7 +49,7 @@ class TrainStep:
 
     def _forward_backward(self, x, y):
         # Autocast's weight cache must be off inside a graph capture; off everywhere, so both paths match.
-        with autocast_context(self.device, self.amp, cache_enabled=False):
+        with autocast_context(self.device, self.precision, cache_enabled=False):
             logits = logits_of(self.model(x))
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()

@@ -6,6 +6,7 @@ torchvision.transforms by comparing the per-pixel mean and spread of many augmen
 """
 import dataclasses
 import math
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -303,6 +304,32 @@ def test_cpu_fallback_helpers():
     fd.synchronize("cpu")
     assert fd.resolve_device("cpu") == torch.device("cpu")
     assert fd.epoch_seed(0, 1) != fd.epoch_seed(1, 0) and fd.epoch_seed(3, 7) == fd.epoch_seed(3, 7)
+
+
+def test_precision_resolves_per_device_and_autocasts_the_cpu_only_when_asked():
+    assert fd.resolve_precision("auto", "cpu") == "fp32" and fd.resolve_precision("fp32", "cpu") == "fp32"
+    layer = torch.nn.Linear(4, 2)
+    with fd.autocast_context("cpu", "fp32"):
+        assert layer(torch.ones(1, 4)).dtype == torch.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # a CPU without native bf16 warns that it emulates it
+        assert fd.resolve_precision("bf16", "cpu") == "bf16"
+        with fd.autocast_context("cpu", "bf16"):
+            assert layer(torch.ones(1, 4)).dtype == torch.bfloat16
+    assert layer.weight.dtype == torch.float32
+    for bad, device in (("fp16", "cpu"), ("bf16", "meta")):
+        with pytest.raises(ValueError, match="precision"):
+            fd.resolve_precision(bad, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert fd.uses_channels_last("cpu", "bf16") and not fd.uses_channels_last("cpu", "auto")
+    assert not fd.uses_channels_last("meta")
+
+
+def test_a_cpu_without_native_bf16_is_warned_that_bf16_is_emulated(monkeypatch):
+    monkeypatch.setattr(fd, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert fd.resolve_precision("bf16", "cpu") == "bf16"
 
 
 def test_augment_steps_agree_with_the_pil_pipeline_for_every_dataset():

@@ -4,6 +4,7 @@ import threading
 
 import pytest
 
+from gradattn.fileio import atomic_write_csv
 from gradattn.results import (RESULT_COLUMNS, append_result, export_results, history_file_name,
                               load_results, metrics_to_row, read_results, recorded_runs)
 
@@ -43,6 +44,20 @@ def test_append_replaces_same_run_key_and_keeps_others(tmp_path):
     assert frame["top1"].tolist() == pytest.approx([60.0, 70.0])
     assert frame["seed"].dtype.kind == "i"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".results.csv.lock", "results.csv"]
+
+
+def test_rows_from_before_the_precision_column_get_the_policy_of_their_device(tmp_path):
+    table = tmp_path / "results.csv"
+    gpu, cpu = (dict(metrics_to_row(fake_metrics(f"fashionmnist/resnet18/paper/seed{k}", 0.5)), device=device)
+                for k, device in ((0, "NVIDIA H200"), (1, "cpu (x86_64, 2 threads)")))
+    old_columns = [c for c in RESULT_COLUMNS if c != "precision"]
+    atomic_write_csv(table, [{c: r.get(c) for c in old_columns} for r in (gpu, cpu)], old_columns)
+    assert load_results(table)["precision"].tolist() == ["bf16", "fp32"]
+    append_result({**metrics_to_row(fake_metrics("fashionmnist/resnet18/paper/seed2", 0.5)),
+                   "device": "cpu (x86_64, 2 threads)", "precision": "bf16"}, table)
+    assert [r["precision"] for r in read_results(table)] == ["bf16", "fp32", "bf16"]   # the file keeps them
+    assert metrics_to_row({**fake_metrics(), "device": "NVIDIA H100 80GB HBM3"})["precision"] == "bf16"
+    assert metrics_to_row({**fake_metrics(), "device": "cpu", "precision": "bf16"})["precision"] == "bf16"
 
 
 def test_append_needs_run_key(tmp_path):

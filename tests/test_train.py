@@ -385,6 +385,70 @@ def test_run_experiment_resumes_an_interrupted_run(tmp_path):
     assert not (run_dir / "gradflow.json").exists() and done["health_score_faithful"] is None
 
 
+def test_a_run_resumed_in_another_precision_says_so(tmp_path):
+    """Precision is not part of a run's identity (like the device): a CPU run started in fp32 resumes in bf16,
+    each epoch's history row keeps its own precision and the results row names both."""
+    from gradattn.train import run_experiment
+
+    cfg = TrainConfig(dataset="fashionmnist", model="plain18", protocol="corrected", sample=True, epochs=2,
+                      max_train_samples=64, gradflow_batches=0, out_dir=str(tmp_path), progress=False,
+                      device="cpu", precision="fp32")
+    run_experiment(cfg, max_epochs_this_call=1)
+    done = run_experiment(dataclasses.replace(cfg, precision="bf16"))
+    assert done["epochs_run"] == 2 and not done["skipped"] and done["precision"] == "bf16+fp32"
+    with open(cfg.run_dir / "history.csv") as handle:
+        assert [r["precision"] for r in csv.DictReader(handle)] == ["fp32", "bf16"]
+    assert cfg.identity() == dataclasses.replace(cfg, precision="bf16").identity()
+
+
+def test_an_optimizer_state_saved_in_one_memory_layout_resumes_right_in_the_other():
+    """A fused Adam reads parameters and moments as flat memory: a state saved from an NCHW model and loaded
+    into a channels_last one (a CPU fp32 run resumed under bf16, or on a GPU) must be aligned first."""
+    from gradattn.train import align_optimizer_state
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 8, 3)
+    grads = [torch.randn_like(conv.weight) for _ in range(2)]
+
+    def stepped(model, optimizer, grad):
+        model.weight.grad = grad.contiguous(memory_format=torch.channels_last) \
+            if model.weight.is_contiguous(memory_format=torch.channels_last) else grad.clone()
+        model.bias.grad = torch.ones_like(model.bias)
+        optimizer.step()
+
+    saved = copy.deepcopy(conv)
+    saved_optimizer = build_optimizer(saved, "cpu")
+    stepped(saved, saved_optimizer, grads[0])
+    reference = copy.deepcopy(saved)
+    reference_optimizer = build_optimizer(reference, "cpu")
+    reference_optimizer.load_state_dict(copy.deepcopy(saved_optimizer.state_dict()))  # as from a checkpoint
+    stepped(reference, reference_optimizer, grads[1])
+
+    resumed = copy.deepcopy(saved).to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(resumed, "cpu")
+    optimizer.load_state_dict(copy.deepcopy(saved_optimizer.state_dict()))
+    unaligned = copy.deepcopy(resumed)
+    unaligned_optimizer = build_optimizer(unaligned, "cpu")
+    unaligned_optimizer.load_state_dict(copy.deepcopy(saved_optimizer.state_dict()))
+    stepped(unaligned, unaligned_optimizer, grads[1])
+    assert not torch.allclose(unaligned.weight, reference.weight, atol=1e-6)     # what the alignment prevents
+    align_optimizer_state(optimizer)
+    assert optimizer.state[resumed.weight]["exp_avg"].stride() == resumed.weight.stride()
+    stepped(resumed, optimizer, grads[1])
+    assert torch.allclose(resumed.weight, reference.weight, atol=1e-6)
+
+
+def test_run_precision_names_every_precision_its_epochs_used():
+    from gradattn.train import run_precision
+
+    assert run_precision([{"precision": "fp32"}, {"precision": "fp32"}]) == "fp32"
+    assert run_precision([{"precision": "fp32"}, {"precision": "bf16"}]) == "bf16+fp32"
+    assert run_precision([{"epoch": 1}, {"precision": "bf16"}]) == "bf16+unrecorded"
+    assert run_precision([{"epoch": 1}, {"precision": ""}]) is None
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(dataset="fashionmnist", model="resnet18", precision="fp16")
+
+
 def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
     train, val = loaders()
     fit(tiny_net(), train, val, tiny_cfg(epochs=2), checkpoint_path=tmp_path / "c.pt")
@@ -480,27 +544,32 @@ def test_gradient_norms_are_sampled_during_training_into_gradnorms_csv(tmp_path)
     assert cfg.identity() == TrainConfig(**{**cfg.to_dict(), "grad_sample_every": 0}).identity()
 
 
-def test_run_experiment_under_bf16_autocast_end_to_end(tmp_path, monkeypatch):
-    """CUDA runs train under bf16 autocast; CPU autocast stands in for it here, so a dtype slip anywhere
-    on that path (loss, evaluation logits, metrics, gradient norms, gradient flow) fails on CI, not on a GPU."""
-    import contextlib
-
-    from gradattn import fastdata
+def test_run_experiment_under_bf16_autocast_end_to_end(tmp_path):
+    """precision="bf16" autocasts on the CPU as CUDA runs do by default, so a dtype slip anywhere on that path
+    (loss, evaluation logits, metrics, gradient norms, gradient flow) fails on CI, not on a GPU; the run
+    records its precision per epoch and in its results row."""
     from gradattn.train import run_experiment
+    from gradattn.trainstep import TrainStep
 
-    entered = []
-
-    def cpu_bf16(device, enabled=True):
-        entered.append(torch.device(device).type)
-        return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
-
-    monkeypatch.setattr(fastdata, "autocast_context", cpu_bf16)
     cfg = TrainConfig(dataset="fashionmnist", model="gradattn_rope", protocol="corrected", sample=True,
-                      epochs=1, max_train_samples=64, batch_size=16, gradflow_batches=1, grad_sample_every=2,
-                      out_dir=str(tmp_path), progress=False, device="cpu")
-    row = run_experiment(cfg)
-    assert entered and set(entered) == {"cpu"}
+                      epochs=2, max_train_samples=64, batch_size=16, gradflow_batches=1, grad_sample_every=2,
+                      out_dir=str(tmp_path), progress=False, device="cpu", precision="bf16")
+    seen = []
+    original_init = TrainStep.__init__
+
+    def spy(self, model, *args, **kwargs):
+        original_init(self, model, *args, **kwargs)
+        model.classifier.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TrainStep, "__init__", spy)
+        row = run_experiment(cfg)
+    # 8 training steps, 2 validation batches, the test pass and the attention pass under autocast (one batch
+    # each); the gradient-flow analysis stays fp32
+    assert seen.count(torch.bfloat16) == 12 and set(seen) == {torch.bfloat16, torch.float32}
     metrics = json.loads((cfg.run_dir / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16" and row["precision"] == "bf16"
+    with open(cfg.run_dir / "history.csv") as handle:
+        assert [r["precision"] for r in csv.DictReader(handle)] == ["bf16", "bf16"]
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
     assert all(torch.isfinite(torch.tensor(float(v))) for k, v in metrics["test"].items()
                if isinstance(v, (int, float)))
@@ -703,6 +772,17 @@ def test_cli_shard_option_is_parsed_and_checked(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["sweep", "--shard", "3/3"])
     assert "0 <= K < N" in capsys.readouterr().err
+
+
+def test_cli_precision_option_reaches_the_config(capsys):
+    from gradattn.cli import _overrides, build_parser
+
+    args = build_parser().parse_args(["sweep", "--precision", "bf16"])
+    assert _overrides(args)["precision"] == "bf16"
+    assert "precision" not in _overrides(build_parser().parse_args(["sweep"]))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err
 
 
 def test_cuda_graphs_is_a_speed_setting_not_part_of_a_runs_identity():
