@@ -71,27 +71,45 @@ def time_block(step: TrainStep, batch, count: int) -> float:
     return (time.perf_counter() - began) / count
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="gradattn_lpe")
+def median_ms_alternating(steps: dict, batch, steps_per_block: int, repeats: int) -> dict:
+    """{name: median milliseconds a step} of each callable in `steps` on `batch`, after one untimed step of
+    each, timed in `repeats` rounds of one block of `steps_per_block` steps per callable, so a load change on
+    a shared machine hits every one of them."""
+    for step in steps.values():
+        time_block(step, batch, 1)     # warm-up, untimed (optimizer state, oneDNN primitives)
+    seconds = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            seconds[name].append(time_block(step, batch, steps_per_block))
+    return {name: statistics.median(values) * 1000 for name, values in seconds.items()}
+
+
+def step_parser(description: str, model: str, compared: str) -> argparse.ArgumentParser:
+    """The options the CPU step benchmarks share (`compared`: what the blocks alternate between)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", default=model)
     parser.add_argument("--shape", type=parse_shape, default=(3, 32, 32), help="HxWxC (default 32x32x3)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per block")
-    parser.add_argument("--repeats", type=int, default=4, help="blocks per optimizer, alternating")
+    parser.add_argument("--repeats", type=int, default=4, help=f"blocks per {compared}, alternating")
     parser.add_argument("--out", default=str(ROOT / "outputs" / "bench"), help="folder of the CSV")
+    return parser
+
+
+def parse_step_args(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.steps, args.repeats, args.batch_size) < 1:
         parser.error("--steps, --repeats and --batch-size must be at least 1")
+    return args
 
+
+def main(argv=None) -> int:
+    parser = step_parser(__doc__.split("\n\n")[0], "gradattn_lpe", "optimizer")
+    args = parse_step_args(parser, argv)
     steps, batch = make_steps(args.model, args.shape, args.batch_size)
     difference = one_step_difference(steps, batch)
-    for step in steps.values():
-        time_block(step, batch, 1)     # warm-up, untimed
-    seconds = {name: [] for name in steps}
-    for _ in range(args.repeats):
-        for name, step in steps.items():
-            seconds[name].append(time_block(step, batch, args.steps))
-    default_ms, fused_ms = (statistics.median(seconds[name]) * 1000 for name in ("default", "fused"))
+    ms = median_ms_alternating(steps, batch, args.steps, args.repeats)
+    default_ms, fused_ms = ms["default"], ms["fused"]
 
     chans, height, width = args.shape
     shape = f"{height}x{width}x{chans}"

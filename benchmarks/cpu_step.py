@@ -20,10 +20,8 @@ Adds a row to outputs/bench/cpu_step.csv (rewritten atomically with its earlier 
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,8 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))   # run from a checkout without installing
 
-from benchmarks.cpu_adam import time_block  # noqa: E402
-from benchmarks.cpu_layout import append_row, cpu_model, parse_shape  # noqa: E402
+from benchmarks.cpu_adam import median_ms_alternating, parse_step_args, step_parser  # noqa: E402
+from benchmarks.cpu_layout import append_row, cpu_model  # noqa: E402
 from gradattn.fastdata import cpu_has_native_bf16  # noqa: E402
 from gradattn.models import build_model  # noqa: E402
 from gradattn.train import build_optimizer  # noqa: E402
@@ -79,25 +77,9 @@ def make_steps(model_name: str, shape, batch_size: int) -> tuple[dict, tuple]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="gradattn_rope")
-    parser.add_argument("--shape", type=parse_shape, default=(3, 32, 32), help="HxWxC (default 32x32x3)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per block")
-    parser.add_argument("--repeats", type=int, default=4, help="blocks per setting, alternating")
-    parser.add_argument("--out", default=str(ROOT / "outputs" / "bench"), help="folder of the CSV")
-    args = parser.parse_args(argv)
-    if min(args.steps, args.repeats, args.batch_size) < 1:
-        parser.error("--steps, --repeats and --batch-size must be at least 1")
-
+    args = parse_step_args(step_parser(__doc__.split("\n\n")[0], "gradattn_rope", "setting"), argv)
     steps, batch = make_steps(args.model, args.shape, args.batch_size)
-    for step in steps.values():
-        time_block(step, batch, 1)     # warm-up, untimed (oneDNN primitive creation)
-    seconds = {name: [] for name in steps}
-    for _ in range(args.repeats):
-        for name, step in steps.items():
-            seconds[name].append(time_block(step, batch, args.steps))
-    ms = {name: statistics.median(values) * 1000 for name, values in seconds.items()}
+    ms = median_ms_alternating(steps, batch, args.steps, args.repeats)
 
     chans, height, width = args.shape
     shape = f"{height}x{width}x{chans}"
