@@ -1,16 +1,12 @@
 """benchmarks/cpu_layout.py: both layouts run the same steps, the printed ratio is the CSV's, and a second
 measurement adds a row rather than replacing the first."""
 import csv
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "cpu_layout.py"
+from step_bench import run_script
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+    return run_script("cpu_layout.py", *args)
 
 
 def test_both_layouts_are_timed_and_the_ratio_is_written(tmp_path):

@@ -1,7 +1,5 @@
 """benchmarks/cpu_step.py: the four settings are what they say, the printed ratios are the CSV's, and bad
 counts are refused before anything is written."""
-import csv
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -9,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from step_bench import run_script, run_two_models
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "cpu_step.py"
 
 
 def run(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+    return run_script("cpu_step.py", *args)
 
 
 def test_each_setting_has_its_layout_and_precision():
@@ -33,12 +32,7 @@ def test_each_setting_has_its_layout_and_precision():
 
 
 def test_all_settings_are_timed_and_the_printed_ratios_are_the_csvs(tmp_path):
-    for model in ("plain18", "gradattn_nope"):
-        result = run("--model", model, "--steps", "1", "--repeats", "2", "--batch-size", "2",
-                     "--shape", "28x28x1", "--out", str(tmp_path))
-        assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader(open(tmp_path / "cpu_step.csv")))
-    assert [row["model"] for row in rows] == ["plain18", "gradattn_nope"]     # the second run kept the first
+    rows, result = run_two_models("cpu_step.py", tmp_path)
     row = rows[-1]
     assert row["shape"] == "28x28x1" and row["repeats"] == "2" and row["native_bf16"] in ("True", "False")
     ms = {name: float(row[f"{name}_ms_per_step"])
