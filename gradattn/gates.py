@@ -21,7 +21,6 @@ Every SE/CBAM run keeps its report over the test split as `gates.json` (`gates_r
 """
 from __future__ import annotations
 
-from functools import partial
 
 import torch
 from torch import nn
@@ -119,8 +118,10 @@ def backfill(out_dir, device: str = "cpu", force: bool = False, num_batches: int
     `force`), from the weights the run was tested with and its own test split. Returns the paths."""
     from gradattn.report import backfill_run_files
 
-    return backfill_run_files(out_dir, "gates.json", has_gates, partial(gates_record, num_batches=num_batches),
-                              device=device, force=force, log=log)
+    def summarize(model, loader, info, device, precision):      # gates are measured in fp32, as run_experiment does
+        return gates_record(model, loader, info, device, num_batches=num_batches)
+
+    return backfill_run_files(out_dir, "gates.json", has_gates, summarize, device=device, force=force, log=log)
 
 
 def run_gate_report(run_dir, num_batches: int = GATE_BATCHES, device: str = "cpu") -> list[dict]:

@@ -376,12 +376,31 @@ def test_split_loader(cfg, device):
     return splits.info, build_loaders(cfg, splits, device, names=("test",))["test"]
 
 
+def tested_precision(run_dir: str | os.PathLike) -> str:
+    """The precision a finished run was tested under, so that an analysis of it later (attention.json
+    rebuilt, 02_train's maps) sees the numbers its test did: its last epoch's (run_experiment tests in the
+    process that trained the last epoch); for a run from before epochs recorded theirs, the one policy there
+    was for its device (gradattn.results.policy_precision); "auto" when neither is known."""
+    import pandas as pd
+
+    from gradattn.results import policy_precision
+    from gradattn.train import read_json
+    run_dir = Path(run_dir)
+    history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").exists() else None
+    if history is not None and "precision" in history and len(history) and isinstance(history["precision"].iloc[-1], str):
+        return history["precision"].iloc[-1]
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    return policy_precision(metrics.get("device")) or "auto"
+
+
 def backfill_run_files(out_dir, file_name: str, applies, summarize, device: str = "cpu", force: bool = False,
                        log=print) -> list:
     """Write `file_name` into every finished run under `out_dir`/runs that lacks one (all of them with
     `force`) and whose trained model `applies(model)` is true: `summarize(model, test_loader, dataset info,
-    device)` on the weights the run was tested with. How attention.json and gates.json reach runs trained
-    before their analysis existed. Returns the paths written."""
+    device, precision)` on the weights the run was tested with, in the precision and layout it was tested
+    under (`tested_precision`), so a rebuilt file matches the one the run wrote. How attention.json and
+    gates.json reach runs trained before their analysis existed. Returns the paths written."""
+    from gradattn.fastdata import prepare_model, uses_channels_last
     from gradattn.train import read_json, resolve_device, write_json
 
     device = resolve_device(device)
@@ -396,20 +415,25 @@ def backfill_run_files(out_dir, file_name: str, applies, summarize, device: str 
         if not applies(model):
             continue
         info, loader = test_split_loader(cfg, device)
-        written.append(write_json(target, summarize(model, loader, info, device)))
+        precision = tested_precision(run_dir)
+        model = prepare_model(model, device, channels_last=uses_channels_last(device, precision))   # its test's layout
+        written.append(write_json(target, summarize(model, loader, info, device, precision)))
         log(f"{read_json(metrics_path)['run_key']}: wrote {target}")
     return written
 
 
-def attention_by_class(model, cfg, split: str = "test", device: str = "cpu", batch_size: int = 256):
+def attention_by_class(model, cfg, split: str = "test", device: str = "cpu", batch_size: int = 256,
+                       precision: str | None = None):
     """Mean attention (classes, layers, heads, 5, 5) of a GradAttn model over the images of each class
-    of a split of the run's data (gradattn.attention), plus the per-class image counts."""
+    of a split of the run's data (gradattn.attention), plus the per-class image counts. `precision`: the
+    run's setting (`cfg.precision`) unless given; `tested_precision(run_dir)` is what its test used."""
     from gradattn import attention
     from gradattn.fastdata import DeviceLoader
     from gradattn.train import run_splits
     splits = run_splits(cfg)
     loader = DeviceLoader(getattr(splits, split), splits.info, batch_size, train=False, device=device)
-    return attention.attention_by_class(model, loader, splits.info.num_classes, device)
+    return attention.attention_by_class(model, loader, splits.info.num_classes, device,
+                                        cfg.precision if precision is None else precision)
 
 
 def class_attention_figure(maps, class_names, counts=None, title: str | None = None,

@@ -75,3 +75,33 @@ def test_models_without_attention_are_named_in_the_error(name):
 @pytest.mark.parametrize("name", ["gradattn_nope", "gradattn_nope_d32", "gradattn_lpe", "gradattn_rope"])
 def test_every_transformer_variant_has_attention(name):
     assert has_attention(build_model(name, num_classes=3, in_chans=1))
+
+
+def test_a_rebuilt_attention_summary_uses_the_precision_the_run_was_tested_under(tmp_path, monkeypatch):
+    import json
+
+    import pandas as pd
+
+    from gradattn.attention import backfill, run_attention
+    from gradattn.report import load_trained_model, test_split_loader, tested_precision
+    from gradattn.train import TrainConfig, run_experiment
+
+    monkeypatch.delenv("GRADATTN_OUTPUTS", raising=False)
+    cfg = TrainConfig(dataset="fashionmnist", model="gradattn_lpe", protocol="corrected", sample=True, epochs=1,
+                      max_train_samples=128, gradflow_batches=0, out_dir=str(tmp_path), progress=False,
+                      device="cpu", precision="bf16")
+    run_experiment(cfg)
+    original = json.loads((cfg.run_dir / "attention.json").read_text())
+    assert tested_precision(cfg.run_dir) == "bf16"
+
+    (cfg.run_dir / "attention.json").unlink()
+    assert len(backfill(tmp_path, device="cpu", log=lambda message: None)) == 1
+    assert json.loads((cfg.run_dir / "attention.json").read_text()) == original
+    model, _ = load_trained_model(cfg.run_dir)
+    info, loader = test_split_loader(cfg, "cpu")
+    in_fp32 = run_attention(model, loader, info, "cpu", "fp32")
+    assert in_fp32["by_layer"] != original["by_layer"]     # so the match above is the precision's doing
+
+    history = pd.read_csv(cfg.run_dir / "history.csv").drop(columns="precision")
+    history.to_csv(cfg.run_dir / "history.csv", index=False)        # a run from before epochs recorded it
+    assert tested_precision(cfg.run_dir) == "fp32"                  # the CPU's policy then
