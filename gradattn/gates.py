@@ -21,7 +21,6 @@ Every SE/CBAM run keeps its report over the test split as `gates.json` (`gates_r
 """
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 

@@ -386,9 +386,10 @@ def tested_precision(run_dir: str | os.PathLike) -> str:
     from gradattn.results import policy_precision
     from gradattn.train import read_json
     run_dir = Path(run_dir)
-    history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").exists() else None
-    if history is not None and "precision" in history and len(history) and isinstance(history["precision"].iloc[-1], str):
-        return history["precision"].iloc[-1]
+    history = pd.read_csv(run_dir / "history.csv") if (run_dir / "history.csv").exists() else pd.DataFrame()
+    last = history["precision"].iloc[-1] if "precision" in history and len(history) else None
+    if isinstance(last, str) and last:
+        return last
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
     return policy_precision(metrics.get("device")) or "auto"
 
