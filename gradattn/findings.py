@@ -270,7 +270,7 @@ def jpeg_cost_table(df):
                                            side["lossless4000"]["seed"].tolist(), side["jpeg4000"]["seed"].tolist())
             row.update({"lossless − JPEG (points)": round(diff["mean"], 2), "ci_low": round(diff["ci_low"], 2),
                         "ci_high": round(diff["ci_high"], 2), "pairs": diff["n"],
-                        "excludes_zero": diff["excludes_zero"]})
+                        "excludes_zero": diff["excludes_zero"], "per seed": stats.per_seed_text(diff["per_seed"])})
         except ValueError:
             row.update({"lossless − JPEG (points)": None, "pairs": 0})
         rows.append(row)
@@ -345,7 +345,7 @@ def stem_table(df):
                      "small stem top-1": round(float(small["top1"].mean()), 2), "n small stem": len(small),
                      "gain": round(diff["mean"], 2), "n": diff["n"],
                      "ci_low": round(diff["ci_low"], 2), "ci_high": round(diff["ci_high"], 2),   # NaN for one pair
-                     "excludes_zero": diff["excludes_zero"]})
+                     "excludes_zero": diff["excludes_zero"], "per seed": stats.per_seed_text(diff["per_seed"])})
     return pd.DataFrame(rows)
 
 

@@ -47,10 +47,10 @@ def _pair_rows(intro: str, pairs, pair_header: str, what_header: str | None, lab
     if not len(pairs):
         return ""
     headers = ["dataset", "protocol", "setting", pair_header, *([what_header] if what_header else []),
-               "seeds paired", "mean (points)", "95 % CI"]
-    return _table_block(intro, headers, "|---|---|---|---|" + ("---|" if what_header else "") + "---:|---:|---|",
+               "seeds paired", "mean (points)", "95 % CI", "per seed"]
+    return _table_block(intro, headers, "|---|---|---|---|" + ("---|" if what_header else "") + "---:|---:|---|---|",
                         ([r["dataset"], r["protocol"], _setting_cell(r["setting"]), *label(r), r["n"],
-                          f"{r['mean']:+.2f}", _paired_ci(r)] for r in pairs.to_dict("records")))
+                          f"{r['mean']:+.2f}", _paired_ci(r), r["per seed"]] for r in pairs.to_dict("records")))
 
 
 def _setting_cell(setting: str) -> str:
@@ -106,13 +106,13 @@ def findings_pairs(path: Path = RESULTS) -> str:
         return "_No full-data runs committed yet (`results/results.csv`)._"
     full_data = without_variants(df)
     pairs = paired_table(full_data, baseline="resnet18", beside_paper=True)
-    lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI "
-             "| paper's difference | paper's in our CI |", "|---|---|---|---|---:|---:|---|---:|---|"]
+    lines = ["| dataset | protocol | setting | model − ResNet-18 | seeds paired | mean (points) | 95 % CI | per seed "
+             "| paper's difference | paper's in our CI |", "|---|---|---|---|---:|---:|---|---|---:|---|"]
     for r in pairs.to_dict("records") if len(pairs) else []:
         ci = _paired_ci(r)
         gain = "" if r["paper gain"] is None or pd.isna(r["paper gain"]) else f"{r['paper gain']:+.2f}"
         lines.append(f"| {r['dataset']} | {r['protocol']} | {_setting_cell(r['setting'])} | {r['model']} | {r['n']} | "
-                     f"{r['mean']:+.2f} | {ci} | {gain} | {r['paper gain in our CI']} |")
+                     f"{r['mean']:+.2f} | {ci} | {r['per seed']} | {gain} | {r['paper gain in our CI']} |")
     out = "\n".join(lines) if len(pairs) else "_No paired runs (a model and ResNet-18 with the same seed) yet._"
     out += _pair_rows("The ablation ladder (`findings.ablation_pairs`; the paper has none): what each step adds, paired "
                       "by seed.", ablation_pairs(full_data), "model − baseline", "what it adds",
@@ -124,7 +124,8 @@ def findings_pairs(path: Path = RESULTS) -> str:
     if len(cost):
         out += _table_block(
             "CIFAR-10, the same 4,000 training images lossless vs JPEG re-encoded (test top-1 %):",
-            ["model", "setting", "lossless", "JPEG", "lossless − JPEG (points)", "95 % CI"], "|---|---|---|---|---:|---|",
+            ["model", "setting", "lossless", "JPEG", "lossless − JPEG (points)", "95 % CI", "per seed"],
+            "|---|---|---|---|---:|---|---|",
             (_jpeg_cells(r) for r in cost.to_dict("records")))
     budget = budget_table(df)
     if len(budget):
@@ -143,10 +144,11 @@ def findings_pairs(path: Path = RESULTS) -> str:
             "What the small-image stem changes (`findings.stem_table`, SPEC 7.3): each configuration with the "
             "CIFAR-style 3×3 stem minus the same one with the paper's ImageNet stem, paired by seed (test top-1 %):",
             ["dataset", "protocol", "setting", "model", "paper stem", "small-image stem", "seeds paired",
-             "gain (points)", "95 % CI"], "|---|---|---|---|---:|---:|---:|---:|---|",
+             "gain (points)", "95 % CI", "per seed"], "|---|---|---|---|---:|---:|---:|---:|---|---|",
             ([r["dataset"], r["protocol"], _setting_cell(r["setting"]), r["model"],
               f"{r['paper stem top-1']:.2f} (n={r['n paper stem']})",
-              f"{r['small stem top-1']:.2f} (n={r['n small stem']})", r["n"], f"{r['gain']:+.2f}", _paired_ci(r)]
+              f"{r['small stem top-1']:.2f} (n={r['n small stem']})", r["n"], f"{r['gain']:+.2f}", _paired_ci(r),
+              r["per seed"]]
              for r in stems.to_dict("records")))
     return out
 
@@ -155,7 +157,8 @@ def _jpeg_cells(r) -> list:
     diff = r.get("lossless − JPEG (points)")
     ci = "n/a" if diff is None or pd.isna(r.get("ci_low")) else f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]"
     return [r["model"], _setting_cell(r["setting"]), r["lossless4000 top-1"], r["jpeg4000 top-1"],
-            "" if diff is None else f"{diff:+.2f}", ci]
+            "" if diff is None else f"{diff:+.2f}", ci,
+            r["per seed"] if isinstance(r.get("per seed"), str) else ""]
 
 
 def findings_coverage(path: Path = RESULTS, seeds_needed: int = 3) -> str:

@@ -38,6 +38,7 @@ def test_each_configuration_pairs_the_two_stems_by_seed_at_the_same_budget():
     # paired: the seeds' gains 5.0, 5.5, 4.5 (std 0.5), not the spread of either side
     assert lpe["ci_high"] - lpe["gain"] == pytest.approx(4.303 * 0.5 / math.sqrt(3), abs=0.01)
     assert bool(lpe["excludes_zero"])
+    assert lpe["per seed"] == "s0 +5.00, s1 +5.50, s2 +4.50"
 
 
 def test_budgets_stay_apart_and_one_pair_has_no_interval():
@@ -47,6 +48,7 @@ def test_budgets_stay_apart_and_one_pair_has_no_interval():
     assert sorted(table.index) == ["", "e8"]
     assert table.loc["", "gain"] == pytest.approx(3.2) and table.loc["", "n"] == 1   # seed 1 only
     assert table.loc["e8", "gain"] == pytest.approx(2.8) and table.loc["e8", "n"] == 1
+    assert table.loc["e8", "per seed"] == "s2 +2.80"
     assert math.isnan(table.loc["e8", "ci_low"]) and not table.loc["e8", "excludes_zero"]
 
 

@@ -116,6 +116,7 @@ def test_jpeg_cost_pairs_lossless_and_jpeg_by_seed():
     row = table.iloc[0]
     assert row["setting"] == "e20" and row["pairs"] == 3
     assert row["lossless − JPEG (points)"] == pytest.approx(1.0)
+    assert row["per seed"] == "s0 +1.00, s1 +1.50, s2 +0.50"
     assert row["lossless4000 top-1"].startswith("51.00 ±") and row["jpeg4000 top-1"].endswith("(n=3)")
     assert jpeg_cost_table(tagged(rows[-1:])).empty
 

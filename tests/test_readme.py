@@ -64,8 +64,10 @@ def test_findings_pairs_match_seeds_within_a_setting_and_report_the_jpeg_cost(tm
     assert len(pair_rows) == 1                       # the 4,000-image variants are not paired with full data
     cells = [c.strip() for c in pair_rows[0].strip("|").split("|")]
     assert cells[2] == "`e20`" and cells[4] == "3" and cells[5] == "+1.33"
+    assert cells[7] == "s0 +1.00, s1 +2.00, s2 +1.00"            # the single differences behind +1.33
     jpeg_rows = [line for line in text.splitlines() if line.startswith("| resnet18 |")]
     assert len(jpeg_rows) == 1 and "+1.00" in jpeg_rows[0] and "(n=3)" in jpeg_rows[0]
+    assert jpeg_rows[0].endswith("| s0 +1.00, s1 +1.00, s2 +1.00 |")
     assert updater.findings_pairs(tmp_path / "absent.csv").startswith("_No full-data runs")
     table = updater.findings_table(path)
     variant_rows = [line for line in table.splitlines() if "4000-e20`" in line]
@@ -158,7 +160,8 @@ def test_findings_pairs_list_the_ablation_ladder_when_its_models_ran(tmp_path):
     assert cells["gradattn_mlp − plain18"][4:7] == ["five tapped tokens (MLP head) over global pooling", "2", "+2.00"]
     assert "gradattn_nope − gradattn_mlp" not in text            # No-PE did not run: that step is left out
     over_plain = text[text.index("| model − plain18 |"):].splitlines()
-    assert over_plain[2] == "| fashionmnist | corrected | `e8` | gradattn_mlp | 2 | +2.00 | [-10.71, +14.71] |"
+    assert over_plain[2] == ("| fashionmnist | corrected | `e8` | gradattn_mlp | 2 | +2.00 | [-10.71, +14.71] | "
+                             "s0 +1.00, s1 +3.00 |")
     assert len([line for line in over_plain if line.startswith("| fashionmnist")]) == 1   # ResNet-18 is no variant
 
 
@@ -205,4 +208,4 @@ def test_findings_pairs_show_what_the_small_image_stem_changes(tmp_path):
     assert "What the small-image stem changes" in text
     rows = [line for line in text.splitlines() if line.startswith("| fashionmnist | corrected | `e8` | resnet18 | 88.50")]
     assert rows == ["| fashionmnist | corrected | `e8` | resnet18 | 88.50 (n=2) | 91.00 (n=2) | 2 | +2.50 | "
-                    "[-3.85, +8.85] |"]   # gains 3 and 2: sd 0.707, t(1) 12.706 -> half-width 6.35
+                    "[-3.85, +8.85] | s0 +3.00, s1 +2.00 |"]   # gains 3 and 2: sd 0.707, t(1) 12.706 -> half-width 6.35

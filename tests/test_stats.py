@@ -35,8 +35,18 @@ def test_paired_difference_matches_on_seed_and_uses_paired_t():
     assert diff["mean"] == pytest.approx(2.0)
     assert (diff["ci_low"], diff["ci_high"]) == pytest.approx((expected.low, expected.high))
     assert diff["excludes_zero"] is False
+    assert [seed for seed, _ in diff["per_seed"]] == [0, 1, 2]
+    assert [d for _, d in diff["per_seed"]] == pytest.approx([0.0, 3.0, 3.0])
     clear = paired_difference([90.0, 90.1, 90.2], [80.0, 80.05, 80.1])
     assert clear["excludes_zero"] is True
+    assert [seed for seed, _ in clear["per_seed"]] == [None, None, None]
+
+
+def test_per_seed_text_signs_each_difference_and_names_its_seed():
+    from gradattn.stats import per_seed_text
+    partial = paired_difference([71.55, 63.2], [68.27, 69.63, 70.0], seeds=[1, 0], baseline_seeds=[0, 1, 2])
+    assert per_seed_text(partial["per_seed"]) == "s0 -5.07, s1 +1.92"      # seed 2 has no partner: left out
+    assert per_seed_text(paired_difference([1.0], [1.5])["per_seed"]) == "-0.50"
 
 
 def test_sampling_se_reproduces_spec_7_8():
@@ -56,6 +66,7 @@ def test_summarize_and_paired_vs_baseline_on_a_tidy_frame():
     paired = paired_vs_baseline(df)
     assert list(paired["model"]) == ["gradattn_lpe"]
     assert paired.loc[0, "mean"] == pytest.approx(np.mean([1.0, 1.5, 1.0]))
+    assert paired.loc[0, "per seed"] == "s0 +1.00, s1 +1.50, s2 +1.00"
 
 
 def test_welch_difference_matches_scipy_with_its_degrees_of_freedom_rounded_down():
